@@ -1,0 +1,68 @@
+"""The FastAPI application: routers, error handlers, static files, schema upgrade at start."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy import text
+
+from backend import __version__, migrations
+from backend.auth.router import router as auth_router
+from backend.config import get_settings
+from backend.db import get_engine
+from backend.errors import install_error_handlers
+from backend.images.router import router as images_router
+from backend.limits import BodySizeLimit
+from backend.pages.router import router as pages_router
+from backend.projects.router import router as projects_router
+from backend.runs.router import backbones_router
+from backend.runs.router import router as runs_router
+
+FRONTEND_DIR = Path(__file__).resolve().parents[1] / "frontend"
+
+
+@asynccontextmanager
+async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    settings = get_settings()
+    settings.check_production()
+    settings.ensure_dirs()
+    migrations.upgrade(settings.resolved_database_url)
+    yield
+
+
+def create_app() -> FastAPI:
+    settings = get_settings()
+    app = FastAPI(title="autodl", version=__version__, lifespan=lifespan)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    install_error_handlers(app)
+
+    @app.get("/api/health", tags=["health"])
+    def health(worker: bool = True) -> dict[str, object]:
+        with get_engine().connect() as connection:
+            connection.execute(text("SELECT 1"))
+        body: dict[str, object] = {"status": "ok", "version": __version__, "database": "ok"}
+        if worker:
+            from backend.queue import ping_worker
+
+            body["worker"] = (
+                ping_worker(timeout=2.0)
+                if settings.redis_url
+                else {"alive": False, "reason": "no broker configured"}
+            )
+        return body
+
+    for router in (
+        auth_router,
+        projects_router,
+        images_router,
+        runs_router,
+        backbones_router,
+        pages_router,
+    ):
+        app.include_router(router)
+    app.mount("/static", StaticFiles(directory=FRONTEND_DIR / "static"), name="static")
+    return app

@@ -1,0 +1,92 @@
+"""Settings, read once from the environment (prefix ``AUTODL_``)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_SECRET_KEY = "autodl-insecure-development-key"
+
+
+class Settings(BaseSettings):
+    """Every knob of the service; README.md documents each one."""
+
+    model_config = SettingsConfigDict(env_prefix="AUTODL_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Field(default=Path("./autodl-data"))
+    database_url: str = ""
+    redis_url: str = ""
+    secret_key: str = DEFAULT_SECRET_KEY
+
+    max_request_bytes: int = 2 * 1024**3
+    max_image_bytes: int = 50 * 1024**2
+    max_image_pixels: int = 64_000_000
+    max_zip_entries: int = 20_000
+    max_zip_total_bytes: int = 8 * 1024**3
+    max_zip_ratio: int = 100
+
+    session_max_age_s: int = 14 * 24 * 3600
+    cookie_secure: bool = False
+
+    hf_offline: bool = True
+    worker_heartbeat_timeout_s: int = 90
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'autodl.db').resolve()}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.resolved_database_url.startswith("sqlite")
+
+    @property
+    def images_dir(self) -> Path:
+        return self.data_dir / "images"
+
+    @property
+    def thumbnails_dir(self) -> Path:
+        return self.data_dir / "thumbnails"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.data_dir / "cache"
+
+    @property
+    def weights_dir(self) -> Path:
+        return self.data_dir / "weights"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.data_dir / "artifacts"
+
+    @property
+    def tmp_dir(self) -> Path:
+        return self.data_dir / "tmp"
+
+    def check_production(self) -> None:
+        """Refuse to run against a shared database with a guessable secret key."""
+        if not self.is_sqlite and self.secret_key in ("", DEFAULT_SECRET_KEY):
+            raise RuntimeError(
+                "AUTODL_SECRET_KEY must be set to a long random value when "
+                "AUTODL_DATABASE_URL points at a production database."
+            )
+
+    def ensure_dirs(self) -> None:
+        for path in (
+            self.data_dir,
+            self.images_dir,
+            self.thumbnails_dir,
+            self.cache_dir,
+            self.weights_dir,
+            self.artifacts_dir,
+            self.tmp_dir,
+        ):
+            path.mkdir(parents=True, exist_ok=True)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,75 @@
+"""Domain errors carry their HTTP status; one handler renders them as ``{"detail": ...}``."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+
+class AppError(Exception):
+    status: int = 400
+    detail: str = "Bad request."
+
+    def __init__(self, detail: str | None = None) -> None:
+        super().__init__(detail or self.detail)
+        if detail:
+            self.detail = detail
+
+
+class NotFound(AppError):
+    status = 404
+    detail = "Not found."
+
+
+class Unauthorized(AppError):
+    status = 401
+    detail = "Sign in, or send an API token as 'Authorization: Bearer <token>'."
+
+
+class Forbidden(AppError):
+    status = 403
+    detail = "Forbidden."
+
+
+class Conflict(AppError):
+    status = 409
+    detail = "Conflict."
+
+
+class InvalidInput(AppError):
+    status = 422
+    detail = "Invalid input."
+
+
+class PayloadTooLarge(AppError):
+    status = 413
+    detail = "The upload is larger than this server accepts."
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    parts = []
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error.get("loc", ()) if p not in ("body", "query", "path"))
+        message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
+        parts.append(f"{where}: {message}" if where else message)
+    return "; ".join(parts) or "Invalid request."
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(AppError)
+    async def _app_error(_: Request, exc: AppError) -> JSONResponse:
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse(
+            {"detail": _validation_message(exc), "errors": _jsonable(exc.errors())},
+            status_code=422,
+        )
+
+
+def _jsonable(errors: object) -> object:
+    import json
+
+    return json.loads(json.dumps(errors, default=str))

@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+from sqlalchemy import ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from backend.db import Base, TimestampMixin
+from backend.projects.models import Label
+
+SPLITS = ("train", "val", "test")
+
+
+class Image(TimestampMixin, Base):
+    """One uploaded picture; the bytes live once on disk under their SHA-256."""
+
+    __tablename__ = "image"
+    __table_args__ = (UniqueConstraint("project_id", "sha256"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(
+        ForeignKey("project.id", ondelete="CASCADE"), index=True
+    )
+    label_id: Mapped[int | None] = mapped_column(
+        ForeignKey("label.id", ondelete="SET NULL"), index=True, nullable=True
+    )
+    # train/val/test, or None until a run assigns one.
+    split: Mapped[str | None] = mapped_column(String(5), nullable=True)
+    # "user" when given at upload or by hand, "auto" when a run's stratified split chose it.
+    split_source: Mapped[str | None] = mapped_column(String(4), nullable=True)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    filename: Mapped[str] = mapped_column(String(255))
+    format: Mapped[str] = mapped_column(String(8))
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    size_bytes: Mapped[int] = mapped_column(Integer)
+
+    label: Mapped[Label | None] = relationship(lazy="joined")

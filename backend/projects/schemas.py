@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+import re
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+_COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def clean_name(value: str, what: str) -> str:
+    """Names are free text shown back escaped; only control characters and blanks are refused."""
+    value = value.strip()
+    if not value:
+        raise ValueError(f"{what} cannot be empty")
+    if _CONTROL.search(value):
+        raise ValueError(f"{what} cannot contain control characters")
+    return value
+
+
+class ProjectIn(BaseModel):
+    name: str = Field(max_length=200)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return clean_name(value, "project name")
+
+
+class LabelIn(BaseModel):
+    name: str = Field(max_length=100)
+    color: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return clean_name(value, "label name")
+
+    @field_validator("color")
+    @classmethod
+    def _color(cls, value: str | None) -> str | None:
+        if value is not None and not _COLOR.match(value):
+            raise ValueError("colour must look like #1a2b3c")
+        return value
+
+
+class LabelPatch(BaseModel):
+    name: str | None = Field(default=None, max_length=100)
+    color: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        return None if value is None else clean_name(value, "label name")
+
+    @field_validator("color")
+    @classmethod
+    def _color(cls, value: str | None) -> str | None:
+        return LabelIn._color(value)
+
+
+class SplitCounts(BaseModel):
+    train: int = 0
+    val: int = 0
+    test: int = 0
+    unassigned: int = 0
+
+
+class LabelOut(BaseModel):
+    id: int
+    name: str
+    color: str
+    count: int = 0
+    splits: SplitCounts = SplitCounts()
+
+
+class ProjectOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+    created_at: datetime
+    updated_at: datetime
+    image_count: int = 0
+    run_count: int = 0
+
+
+class ProjectDetail(ProjectOut):
+    labels: list[LabelOut]
+    unlabeled: int
+    splits: SplitCounts

@@ -1,0 +1,167 @@
+"""Projects and their labels, with the counts the dashboard shows."""
+
+from __future__ import annotations
+
+import colorsys
+from collections import defaultdict
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from backend.auth.models import User
+from backend.errors import Conflict, NotFound
+from backend.images.models import Image
+from backend.projects.models import Label, Project
+from backend.projects.schemas import LabelOut, ProjectDetail, ProjectOut, SplitCounts
+from backend.runs.models import Run
+
+
+class ProjectNotFound(NotFound):
+    detail = "Project not found."
+
+
+class LabelNotFound(NotFound):
+    detail = "Label not found in this project."
+
+
+class LabelExists(Conflict):
+    detail = "A label with this name already exists in the project."
+
+
+def list_projects(session: Session, user: User) -> list[ProjectOut]:
+    image_counts = (
+        select(Image.project_id, func.count().label("n")).group_by(Image.project_id).subquery()
+    )
+    run_counts = select(Run.project_id, func.count().label("n")).group_by(Run.project_id).subquery()
+    rows = session.execute(
+        select(Project, image_counts.c.n, run_counts.c.n)
+        .outerjoin(image_counts, image_counts.c.project_id == Project.id)
+        .outerjoin(run_counts, run_counts.c.project_id == Project.id)
+        .where(Project.owner_id == user.id)
+        .order_by(Project.created_at.desc(), Project.id.desc())
+    ).all()
+    return [
+        ProjectOut.model_validate(p).model_copy(
+            update={"image_count": ni or 0, "run_count": nr or 0}
+        )
+        for p, ni, nr in rows
+    ]
+
+
+def get_project(session: Session, user: User, project_id: int) -> Project:
+    project = session.get(Project, project_id)
+    if project is None or project.owner_id != user.id:
+        raise ProjectNotFound()
+    return project
+
+
+def create_project(session: Session, user: User, name: str) -> Project:
+    project = Project(owner_id=user.id, name=name)
+    session.add(project)
+    session.flush()
+    return project
+
+
+def rename_project(session: Session, project: Project, name: str) -> Project:
+    project.name = name
+    session.flush()
+    return project
+
+
+def delete_project(session: Session, project: Project) -> None:
+    session.delete(project)
+    session.flush()
+
+
+def project_detail(session: Session, project: Project) -> ProjectDetail:
+    counts: dict[int | None, SplitCounts] = defaultdict(SplitCounts)
+    rows = session.execute(
+        select(Image.label_id, Image.split, func.count())
+        .where(Image.project_id == project.id)
+        .group_by(Image.label_id, Image.split)
+    ).all()
+    totals = SplitCounts()
+    for label_id, split, n in rows:
+        key = split if split in ("train", "val", "test") else "unassigned"
+        setattr(counts[label_id], key, getattr(counts[label_id], key) + n)
+        setattr(totals, key, getattr(totals, key) + n)
+    labels = [
+        LabelOut(
+            id=label.id,
+            name=label.name,
+            color=label.color,
+            count=_total(counts[label.id]),
+            splits=counts[label.id],
+        )
+        for label in project.labels
+    ]
+    run_count = session.scalar(select(func.count()).where(Run.project_id == project.id)) or 0
+    base = ProjectOut.model_validate(project)
+    return ProjectDetail(
+        **base.model_dump(exclude={"image_count", "run_count"}),
+        image_count=_total(totals),
+        run_count=run_count,
+        labels=labels,
+        unlabeled=_total(counts[None]),
+        splits=totals,
+    )
+
+
+def _total(c: SplitCounts) -> int:
+    return c.train + c.val + c.test + c.unassigned
+
+
+def _next_color(index: int) -> str:
+    # Golden-angle hues keep neighbouring labels distinguishable.
+    r, g, b = colorsys.hls_to_rgb((index * 0.618034) % 1.0, 0.5, 0.65)
+    return f"#{int(r * 255):02x}{int(g * 255):02x}{int(b * 255):02x}"
+
+
+def find_label(session: Session, project: Project, name: str) -> Label | None:
+    return session.scalar(select(Label).where(Label.project_id == project.id, Label.name == name))
+
+
+def get_or_create_label(session: Session, project: Project, name: str) -> Label:
+    label = find_label(session, project, name)
+    if label is None:
+        label = create_label(session, project, name)
+    return label
+
+
+def create_label(session: Session, project: Project, name: str, color: str | None = None) -> Label:
+    if find_label(session, project, name) is not None:
+        raise LabelExists()
+    n = session.scalar(select(func.count()).where(Label.project_id == project.id)) or 0
+    label = Label(project_id=project.id, name=name, color=color or _next_color(n))
+    session.add(label)
+    session.flush()
+    return label
+
+
+def get_label(session: Session, project: Project, label_id: int) -> Label:
+    label = session.get(Label, label_id)
+    if label is None or label.project_id != project.id:
+        raise LabelNotFound()
+    return label
+
+
+def update_label(
+    session: Session, project: Project, label: Label, name: str | None, color: str | None
+) -> Label:
+    if name is not None and name != label.name:
+        if find_label(session, project, name) is not None:
+            raise LabelExists()
+        label.name = name
+    if color is not None:
+        label.color = color
+    session.flush()
+    return label
+
+
+def delete_label(session: Session, label: Label) -> None:
+    """Delete a label; its images stay in the project, unlabelled."""
+    session.execute(
+        Image.__table__.update().where(Image.label_id == label.id).values(label_id=None)
+    )
+    session.delete(label)
+    session.flush()

@@ -1,0 +1,6 @@
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter()
+backbones_router = APIRouter()
