@@ -1,0 +1,1 @@
+"""Torch-free inference: preprocessing shared with the worker and an onnxruntime predictor."""

@@ -1,0 +1,250 @@
+"""Classifier heads trained on cached embeddings: logistic regression, linear SVM, MLP.
+
+Every head is stored as a small stack of dense layers (the feature standardization is
+folded into the first one) so that the same numbers drive ``predict_proba`` in numpy and
+the exported network from ``to_torch``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from sklearn.base import ClassifierMixin
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold, cross_val_predict, cross_val_score
+from sklearn.neural_network import MLPClassifier
+from sklearn.svm import LinearSVC
+from torch import nn
+
+HeadKind = Literal["logreg", "svm", "mlp", "auto"]
+KINDS: tuple[str, ...] = ("logreg", "svm", "mlp")
+LOGREG_CS = (0.001, 0.01, 0.1, 1.0)
+SVM_CS = (0.0001, 0.001, 0.01)
+MLP_ALPHAS = (0.01, 1.0)
+MLP_HIDDEN = 256
+CV_SCORING = "balanced_accuracy"
+MAX_FOLDS = 5
+
+
+@dataclass
+class Dense:
+    """One dense layer ``x @ weight.T + bias``, optionally followed by ReLU."""
+
+    weight: np.ndarray
+    bias: np.ndarray
+    relu: bool = False
+
+
+@dataclass
+class TrainedHead:
+    """A fitted head: dense layers from raw features to logits over ``classes``."""
+
+    kind: str
+    classes: list[Any]
+    layers: list[Dense]
+    params: dict[str, Any]
+    cv_scores: dict[str, float]
+    class_counts: dict[str, int]
+    class_weights: dict[str, float]
+    imbalance_ratio: float = field(default=1.0)
+
+    def logits(self, X: np.ndarray) -> np.ndarray:
+        """Logits (N, C) in float64."""
+        h = np.asarray(X, dtype=np.float64)
+        for layer in self.layers:
+            h = h @ layer.weight.T + layer.bias
+            if layer.relu:
+                h = np.maximum(h, 0.0)
+        return h
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """Class probabilities (N, C), columns in the order of ``classes``."""
+        z = self.logits(X)
+        z = z - z.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        return e / e.sum(axis=1, keepdims=True)
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Most probable class of each row."""
+        return np.asarray(self.classes, dtype=object)[self.logits(X).argmax(axis=1)]
+
+    def to_torch(self) -> nn.Module:
+        """An ``nn.Module`` mapping features to logits; its softmax equals predict_proba."""
+        modules: list[nn.Module] = []
+        for layer in self.layers:
+            linear = nn.Linear(layer.weight.shape[1], layer.weight.shape[0])
+            with torch.no_grad():
+                linear.weight.copy_(torch.from_numpy(layer.weight.astype(np.float32)))
+                linear.bias.copy_(torch.from_numpy(layer.bias.astype(np.float32)))
+            modules.append(linear)
+            if layer.relu:
+                modules.append(nn.ReLU())
+        return nn.Sequential(*modules).eval()
+
+    @property
+    def num_features(self) -> int:
+        return int(self.layers[0].weight.shape[1])
+
+
+@dataclass
+class _Fit:
+    layers: list[Dense]  # on standardized features
+    params: dict[str, Any]
+    cv_score: float
+
+
+def _two_logits(coef: np.ndarray, intercept: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """sklearn's binary models output one logit for class 1; softmax over [0, z] equals it."""
+    if coef.shape[0] != 1:
+        return coef, intercept
+    return (
+        np.vstack([np.zeros_like(coef), coef]),
+        np.concatenate([np.zeros_like(intercept), intercept]),
+    )
+
+
+def _cv(y: np.ndarray, seed: int) -> StratifiedKFold | None:
+    """Stratified folds capped by the smallest class count; None when CV is impossible."""
+    n_splits = min(MAX_FOLDS, int(np.bincount(y).min()))
+    if n_splits < 2:
+        return None
+    return StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+
+
+def _select(
+    make: Callable[[float], ClassifierMixin],
+    grid: Sequence[float],
+    Z: np.ndarray,
+    y: np.ndarray,
+    cv: StratifiedKFold | None,
+) -> tuple[float, dict[str, float], float]:
+    """Pick the grid value with the best CV score (ties go to the earlier, simpler value)."""
+    if cv is None:
+        value = grid[len(grid) // 2]
+        return value, {}, float("nan")
+    scores = {
+        str(v): float(np.mean(cross_val_score(make(v), Z, y, cv=cv, scoring=CV_SCORING)))
+        for v in grid
+    }
+    best = max(grid, key=lambda v: scores[str(v)])
+    return best, scores, scores[str(best)]
+
+
+def _fit_logreg(
+    Z: np.ndarray, y: np.ndarray, cw: dict[int, float] | None, cv: StratifiedKFold | None
+) -> _Fit:
+    def make(c: float) -> LogisticRegression:
+        return LogisticRegression(C=c, class_weight=cw, max_iter=2000)
+
+    c, grid_scores, score = _select(make, LOGREG_CS, Z, y, cv)
+    model = make(c).fit(Z, y)
+    w, b = _two_logits(model.coef_, model.intercept_)
+    return _Fit([Dense(w, b)], {"C": c, "cv_grid": grid_scores}, score)
+
+
+def _fit_svm(
+    Z: np.ndarray, y: np.ndarray, cw: dict[int, float] | None, cv: StratifiedKFold | None
+) -> _Fit:
+    def make(c: float) -> LinearSVC:
+        return LinearSVC(C=c, class_weight=cw, max_iter=20000)
+
+    c, grid_scores, score = _select(make, SVM_CS, Z, y, cv)
+    # Platt-style calibration: a multinomial logistic regression on out-of-fold decision
+    # values. Both maps are linear, so the head stays one dense layer plus softmax.
+    if cv is not None:
+        decision = cross_val_predict(make(c), Z, y, cv=cv, method="decision_function")
+    else:
+        decision = make(c).fit(Z, y).decision_function(Z)
+    decision = decision.reshape(len(y), -1)
+    calibrator = LogisticRegression(C=100.0, class_weight=cw, max_iter=2000).fit(decision, y)
+    svm = make(c).fit(Z, y)
+    cal_w, cal_b = _two_logits(calibrator.coef_, calibrator.intercept_)
+    svm_w = svm.coef_.reshape(-1, Z.shape[1])
+    svm_b = np.atleast_1d(svm.intercept_)
+    w = cal_w @ svm_w
+    b = cal_w @ svm_b + cal_b
+    return _Fit([Dense(w, b)], {"C": c, "cv_grid": grid_scores}, score)
+
+
+def _fit_mlp(
+    Z: np.ndarray, y: np.ndarray, cw: dict[int, float] | None, cv: StratifiedKFold | None, seed: int
+) -> _Fit:
+    def make(alpha: float) -> MLPClassifier:
+        return MLPClassifier(
+            hidden_layer_sizes=(MLP_HIDDEN,),
+            alpha=alpha,
+            max_iter=300,
+            random_state=seed,
+        )
+
+    alpha, grid_scores, score = _select(make, MLP_ALPHAS, Z, y, cv)
+    weights = None if cw is None else np.asarray([cw[int(c)] for c in y])
+    model = make(alpha).fit(Z, y, sample_weight=weights)
+    w2, b2 = _two_logits(model.coefs_[1].T, model.intercepts_[1])
+    layers = [Dense(model.coefs_[0].T, model.intercepts_[0], relu=True), Dense(w2, b2)]
+    return _Fit(layers, {"alpha": alpha, "hidden": MLP_HIDDEN, "cv_grid": grid_scores}, score)
+
+
+def train_head(
+    X: np.ndarray,
+    y: Sequence[Any] | np.ndarray,
+    kind: HeadKind = "logreg",
+    *,
+    class_weight: Literal["balanced"] | None = "balanced",
+    seed: int = 0,
+) -> TrainedHead:
+    """Train a classifier head on features ``X`` (N, D) with labels ``y``.
+
+    Hyper-parameters are chosen by stratified cross-validation on (X, y); ``auto`` tries
+    every kind and keeps the best CV score, preferring the simpler kind on ties.
+    """
+    if kind not in (*KINDS, "auto"):
+        raise ValueError(f"unknown head kind {kind!r}; expected one of {(*KINDS, 'auto')}")
+    X = np.asarray(X, dtype=np.float64)
+    classes, y_idx = np.unique(np.asarray(y, dtype=object), return_inverse=True)
+    if len(classes) < 2:
+        raise ValueError("train_head needs at least 2 classes")
+    counts = np.bincount(y_idx, minlength=len(classes))
+    if class_weight == "balanced":
+        weights = len(y_idx) / (len(classes) * counts)
+        cw: dict[int, float] | None = {i: float(w) for i, w in enumerate(weights)}
+    else:
+        weights = np.ones(len(classes))
+        cw = None
+
+    mean = X.mean(axis=0)
+    std = X.std(axis=0)
+    std[std < 1e-12] = 1.0  # constant features: leave them at zero after centring
+    Z = (X - mean) / std
+    cv = _cv(y_idx, seed)
+
+    fitters: dict[str, Callable[[], _Fit]] = {
+        "logreg": lambda: _fit_logreg(Z, y_idx, cw, cv),
+        "svm": lambda: _fit_svm(Z, y_idx, cw, cv),
+        "mlp": lambda: _fit_mlp(Z, y_idx, cw, cv, seed),
+    }
+    tried = KINDS if kind == "auto" else (kind,)
+    fits = {k: fitters[k]() for k in tried}
+    best = max(tried, key=lambda k: np.nan_to_num(fits[k].cv_score, nan=-1.0))
+    fit = fits[best]
+
+    # Fold the standardization into the first layer: W((x - m) / s) + b.
+    first = fit.layers[0]
+    w = first.weight / std
+    layers = [Dense(w, first.bias - w @ mean, first.relu), *fit.layers[1:]]
+    names = [str(c) for c in classes]
+    return TrainedHead(
+        kind=best,
+        classes=list(classes),
+        layers=layers,
+        params=fit.params,
+        cv_scores={k: f.cv_score for k, f in fits.items()},
+        class_counts=dict(zip(names, (int(c) for c in counts))),
+        class_weights=dict(zip(names, (float(w) for w in weights))),
+        imbalance_ratio=float(counts.max() / counts.min()),
+    )
+
