@@ -1,11 +1,227 @@
-"""The ``autodl`` command."""
+"""The ``autodl`` command: run the service, manage users and data, drive a server remotely."""
 
 from __future__ import annotations
 
 import argparse
+import getpass
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from backend.config import get_settings
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from backend import migrations
+    from backend.embedded import start_embedded_redis
+
+    settings = get_settings()
+    settings.check_production()
+    settings.ensure_dirs()
+    migrations.upgrade(settings.resolved_database_url)
+    embedded = None
+    if not settings.redis_url:
+        embedded, url = start_embedded_redis(settings.data_dir)
+        os.environ["AUTODL_REDIS_URL"] = url
+        get_settings.cache_clear()
+        print(f"autodl: embedded Redis at {url}", flush=True)
+    worker = None
+    if not args.no_worker:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "backend.cli", "worker", "--concurrency", "1"],
+            env=os.environ.copy(),
+        )
+    print(f"autodl: serving on http://{args.host}:{args.port}", flush=True)
+    try:
+        uvicorn.run(
+            "backend.app:create_app",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            log_level=args.log_level,
+            timeout_graceful_shutdown=3,
+        )
+    finally:
+        if worker is not None:
+            worker.send_signal(signal.SIGTERM)
+            try:
+                worker.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+        if embedded is not None:
+            embedded.shutdown()
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    if args.gpus is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = args.gpus
+    from worker.celery_app import app
+
+    queues = args.queues or ("gpu" if args.gpus is not None else "cpu,gpu")
+    app.worker_main(
+        [
+            "worker",
+            "--loglevel",
+            args.log_level.upper(),
+            "--queues",
+            queues,
+            "--concurrency",
+            str(args.concurrency),
+            "--pool",
+            "prefork",
+            "--hostname",
+            args.name or f"autodl-{os.getpid()}@%h",
+            "--without-gossip",
+            "--without-mingle",
+        ]
+    )
+    return 0
+
+
+def cmd_migrate(_: argparse.Namespace) -> int:
+    from backend import migrations
+
+    settings = get_settings()
+    settings.ensure_dirs()
+    migrations.upgrade(settings.resolved_database_url)
+    print("autodl: database schema is up to date")
+    return 0
+
+
+def cmd_user_create(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from backend.auth import service
+    from backend.auth.schemas import SignupIn
+    from backend.db import session_scope
+
+    _prepare_database()
+    password = args.password or getpass.getpass("Password (8+ characters): ")
+    try:
+        body = SignupIn(email=args.email, password=password)
+    except ValidationError as exc:
+        print(f"autodl: {exc.errors()[0]['msg']}", file=sys.stderr)
+        return 2
+    with session_scope() as session:
+        user = service.create_user(session, body.email, body.password)
+        token = service.issue_token(session, user, name="cli") if args.token else None
+    print(f"autodl: created user {body.email}")
+    if token:
+        print(f"API token: {token}")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from backend.auth.models import User
+    from backend.db import session_scope
+    from backend.images.ingest import ingest_directory
+    from backend.projects import service as projects
+    from backend.projects.models import Project
+
+    settings = _prepare_database()
+    folder = Path(args.directory)
+    if not folder.is_dir():
+        print(f"autodl: {folder} is not a folder", file=sys.stderr)
+        return 2
+    with session_scope() as session:
+        query = select(User).where(User.email == args.user) if args.user else select(User)
+        users = session.scalars(query).all()
+        if len(users) != 1:
+            print("autodl: name the owner with --user EMAIL", file=sys.stderr)
+            return 2
+        owner = users[0]
+        project = session.scalar(
+            select(Project).where(Project.owner_id == owner.id, Project.name == args.project)
+        ) or projects.create_project(session, owner, args.project)
+        report = ingest_directory(session, settings, project, folder)
+    print(
+        f"autodl: {len(report.accepted)} accepted, {len(report.duplicates)} duplicates, "
+        f"{len(report.rejected)} rejected into project {args.project!r}"
+    )
+    for item in report.rejected:
+        print(f"  rejected {item.filename}: {item.reason}")
+    return 0
+
+
+def cmd_weights_import(args: argparse.Namespace) -> int:
+    from worker.ml.errors import MLError
+    from worker.ml.weights import import_weights
+
+    settings = get_settings()
+    settings.ensure_dirs()
+    try:
+        info = import_weights(Path(args.file), args.model, settings.weights_dir)
+    except (MLError, OSError, ValueError) as exc:
+        print(f"autodl: {exc}", file=sys.stderr)
+        return 2
+    print(f"autodl: imported weights for {args.model} (sha256 {info.digest[:12]}…)")
+    return 0
+
+
+def _prepare_database():  # type: ignore[no-untyped-def]
+    from backend import migrations
+
+    settings = get_settings()
+    settings.ensure_dirs()
+    migrations.upgrade(settings.resolved_database_url)
+    return settings
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="autodl", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the web app (and, by default, a worker)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--no-worker", action="store_true", help="do not start a worker")
+    serve.add_argument("--log-level", default="info")
+    serve.set_defaults(func=cmd_serve)
+
+    worker = sub.add_parser("worker", help="run a Celery worker")
+    worker.add_argument("--queues", help="comma-separated queues (default cpu,gpu)")
+    worker.add_argument("--concurrency", type=int, default=1)
+    worker.add_argument("--gpus", help="GPU index(es) for this worker, e.g. 0")
+    worker.add_argument("--name", help="worker name")
+    worker.add_argument("--log-level", default="info")
+    worker.set_defaults(func=cmd_worker)
+
+    sub.add_parser("migrate", help="upgrade the database schema").set_defaults(func=cmd_migrate)
+
+    user = sub.add_parser("user", help="manage users").add_subparsers(dest="action", required=True)
+    create = user.add_parser("create", help="create a user")
+    create.add_argument("--email", required=True)
+    create.add_argument("--password", help="prompted for when omitted")
+    create.add_argument("--token", action="store_true", help="also print an API token")
+    create.set_defaults(func=cmd_user_create)
+
+    imp = sub.add_parser("import", help="import a folder of images into a project")
+    imp.add_argument("directory")
+    imp.add_argument("--project", required=True)
+    imp.add_argument("--user", help="owner's email (needed when there are several users)")
+    imp.set_defaults(func=cmd_import)
+
+    weights = sub.add_parser("weights", help="pretrained weights").add_subparsers(
+        dest="action", required=True
+    )
+    wimp = weights.add_parser("import", help="import a weights file for a timm model")
+    wimp.add_argument("file")
+    wimp.add_argument("--model", required=True)
+    wimp.set_defaults(func=cmd_weights_import)
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="autodl")
-    parser.parse_args(argv)
-    return 0
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -6,7 +6,7 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, Float, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from backend.db import Base, TimestampMixin, utcnow
+from backend.db import Base, TimestampMixin, UTCDateTime, utcnow
 
 RUN_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 TERMINAL_STATUSES = ("succeeded", "failed", "cancelled")
@@ -37,9 +37,9 @@ class Run(TimestampMixin, Base):
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     worker: Mapped[str | None] = mapped_column(String(200), nullable=True)
-    started_at: Mapped[datetime | None] = mapped_column(UTCnullable=True)
-    finished_at: Mapped[datetime | None] = mapped_column(UTCnullable=True)
-    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCnullable=True)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
     artifacts: Mapped[list[Artifact]] = relationship(
         back_populates="run", cascade="all, delete-orphan", order_by="Artifact.id"
@@ -82,6 +82,6 @@ class Artifact(Base):
     path: Mapped[str] = mapped_column(String(1024))
     size_bytes: Mapped[int] = mapped_column(Integer)
     sha256: Mapped[str] = mapped_column(String(64))
-    created_at: Mapped[datetime] = mapped_column(UTCdefault=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     run: Mapped[Run] = relationship(back_populates="artifacts")

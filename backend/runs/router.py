@@ -1,6 +1,94 @@
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, File, UploadFile, status
+from fastapi.responses import FileResponse, StreamingResponse
 
-router = APIRouter()
-backbones_router = APIRouter()
+from backend.deps import CurrentUser, SessionDep, SettingsDep
+from backend.projects.deps import ProjectDep
+from backend.runs import predict, service
+from backend.runs.deps import RunDep
+from backend.runs.events import run_events
+from backend.runs.schemas import (
+    ArtifactOut,
+    BatchPredictOut,
+    PredictionsOut,
+    PredictOut,
+    RunIn,
+    RunOut,
+)
+from backend.runs.zoo import list_backbones
+
+router = APIRouter(tags=["runs"])
+backbones_router = APIRouter(tags=["backbones"])
+
+MEDIA_TYPES = {
+    "onnx": "application/octet-stream",
+    "torchscript": "application/octet-stream",
+    "bundle": "application/zip",
+    "openvino": "application/zip",
+}
+
+
+@backbones_router.get("/api/backbones")
+def backbones(_: CurrentUser, settings: SettingsDep) -> list[dict[str, object]]:
+    return list_backbones(settings.weights_dir, offline=settings.hf_offline)
+
+
+@router.post(
+    "/api/projects/{pid}/runs", status_code=status.HTTP_202_ACCEPTED, response_model=RunOut
+)
+def create_run(body: RunIn, project: ProjectDep, session: SessionDep) -> RunOut:
+    return service.run_out(service.create_run(session, project, body))
+
+
+@router.get("/api/projects/{pid}/runs", response_model=list[RunOut])
+def list_runs(project: ProjectDep, session: SessionDep) -> list[RunOut]:
+    return [service.run_out(run) for run in service.list_runs(session, project)]
+
+
+@router.get("/api/runs/{rid}", response_model=RunOut)
+def get_run(run: RunDep) -> RunOut:
+    return service.run_out(run)
+
+
+@router.get("/api/runs/{rid}/events")
+def run_events_stream(run: RunDep) -> StreamingResponse:
+    return StreamingResponse(
+        run_events(run.id),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+@router.post("/api/runs/{rid}/cancel", response_model=RunOut)
+def cancel_run(run: RunDep, session: SessionDep) -> RunOut:
+    return service.run_out(service.cancel_run(session, run))
+
+
+@router.get("/api/runs/{rid}/predictions", response_model=PredictionsOut)
+def run_predictions(run: RunDep, session: SessionDep) -> PredictionsOut:
+    return service.predictions(session, run)
+
+
+@router.get("/api/runs/{rid}/artifacts", response_model=list[ArtifactOut])
+def run_artifacts(run: RunDep) -> list[ArtifactOut]:
+    return service.artifacts_out(run)
+
+
+@router.get("/api/runs/{rid}/artifacts/{fmt}")
+def download_artifact(fmt: str, run: RunDep) -> FileResponse:
+    artifact = service.get_artifact(run, fmt)
+    return FileResponse(
+        artifact.path,
+        media_type=MEDIA_TYPES.get(fmt, "application/octet-stream"),
+        filename=artifact.filename,
+        headers={"X-Content-Type-Options": "nosniff", "X-Checksum-SHA256": artifact.sha256},
+    )
+
+
+@router.post("/api/runs/{rid}/predict", response_model=PredictOut | BatchPredictOut)
+def predict_images(
+    run: RunDep, settings: SettingsDep, file: list[UploadFile] = File(...)
+) -> PredictOut | BatchPredictOut:
+    """One ``file`` answers ``{label, probabilities}``; several (or a zip) answer ``results``."""
+    return predict.predict_uploads(service.classifier_path(run), file, settings)
