@@ -1,5 +1,96 @@
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
 
-router = APIRouter()
+from fastapi import APIRouter, File, Form, Query, Response, UploadFile, status
+from fastapi.responses import FileResponse
+
+from backend.deps import SessionDep, SettingsDep
+from backend.images import service
+from backend.images.decode import CONTENT_TYPES
+from backend.images.deps import ImageDep
+from backend.images.ingest import UploadSource, ingest_files
+from backend.images.schemas import (
+    DeletedOut,
+    ImageIds,
+    ImageOut,
+    ImagePage,
+    ImagePatch,
+    ImageQuery,
+    IngestOut,
+    UpdatedOut,
+)
+from backend.projects.deps import ProjectDep
+
+router = APIRouter(tags=["images"])
+
+# Served bytes are never sniffed, never run as a page, and stay in the user's own cache.
+FILE_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'none'; sandbox",
+    "Cache-Control": "private, max-age=86400",
+}
+
+
+@router.post(
+    "/api/projects/{pid}/images", response_model=IngestOut, form_limits={"max_files": 10_000}
+)
+def upload_images(
+    project: ProjectDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    files: Annotated[list[UploadFile], File(description="Pictures and/or .zip files")],
+    label: Annotated[str | None, Form()] = None,
+    split: Annotated[str | None, Form(description="train, val or test")] = None,
+) -> IngestOut:
+    sources = [UploadSource(upload.filename or "upload", upload.file) for upload in files]
+    report = ingest_files(session, settings, project, sources, label=label, split=split)
+    return IngestOut.model_validate(report)
+
+
+@router.get("/api/projects/{pid}/images", response_model=ImagePage)
+def list_images(
+    project: ProjectDep, session: SessionDep, query: Annotated[ImageQuery, Query()]
+) -> ImagePage:
+    return service.list_images(session, project, query)
+
+
+@router.patch("/api/projects/{pid}/images", response_model=UpdatedOut)
+def update_images(body: ImagePatch, project: ProjectDep, session: SessionDep) -> UpdatedOut:
+    return UpdatedOut(updated=service.update_images(session, project, body))
+
+
+@router.post("/api/projects/{pid}/images/delete", response_model=DeletedOut)
+def delete_images(
+    body: ImageIds, project: ProjectDep, session: SessionDep, settings: SettingsDep
+) -> DeletedOut:
+    return DeletedOut(deleted=service.delete_images(session, settings, project, body.ids))
+
+
+@router.get("/api/images/{iid}", response_model=ImageOut)
+def get_image(image: ImageDep) -> ImageOut:
+    return service.image_out(image)
+
+
+@router.get("/api/images/{iid}/file")
+def image_file(image: ImageDep, settings: SettingsDep) -> FileResponse:
+    return FileResponse(
+        service.file_path(settings, image),
+        media_type=CONTENT_TYPES.get(image.format, "application/octet-stream"),
+        filename=image.filename,
+        content_disposition_type="inline",
+        headers=FILE_HEADERS,
+    )
+
+
+@router.get("/api/images/{iid}/thumbnail")
+def image_thumbnail(image: ImageDep, settings: SettingsDep) -> FileResponse:
+    return FileResponse(
+        service.thumbnail_path(settings, image), media_type="image/jpeg", headers=FILE_HEADERS
+    )
+
+
+@router.delete("/api/images/{iid}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_image(image: ImageDep, session: SessionDep, settings: SettingsDep) -> Response:
+    service.delete_image(session, settings, image)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

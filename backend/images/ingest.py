@@ -1,0 +1,465 @@
+"""Turn uploaded files, zips and folders into stored, deduplicated, verified images.
+
+Used by the upload route and by ``autodl import``. Every file gets a verdict of its own:
+accepted, duplicate (same bytes already in the project) or rejected with a reason in
+plain words. One bad file never costs the good ones, and nothing is half-stored: a
+database row is written only after the blob and its thumbnail are in place.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import unicodedata
+import zipfile
+import zlib
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import IO
+
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from backend.config import Settings
+from backend.errors import InvalidInput
+from backend.images.decode import NotAPicture, read_picture
+from backend.images.models import SPLITS, Image
+from backend.projects.models import Label, Project
+from backend.projects.schemas import clean_name
+from backend.projects.service import get_or_create_label
+from backend.storage import FileTooLarge, ImageStore, StagedFile
+
+logger = logging.getLogger(__name__)
+
+LABEL_MAX_CHARS = 100
+FILENAME_MAX_CHARS = 255
+NESTED_ARCHIVE_SUFFIXES = frozenset(
+    {".zip", ".tar", ".gz", ".tgz", ".bz2", ".tbz2", ".xz", ".txz", ".7z", ".rar", ".zst"}
+)
+SYSTEM_FILES = frozenset({"thumbs.db", "desktop.ini", "__macosx"})
+_DRIVE = re.compile(r"^[A-Za-z]:")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+COULD_NOT_READ = (
+    "This file could not be read; it was not added. Try saving it again as JPEG or PNG."
+)
+EMPTY = "This file is empty (0 bytes)."
+HIDDEN = "Skipped: a hidden or system file, not a picture."
+UNSAFE_PATH = (
+    "Skipped: this entry's path points outside the zip's folder (or uses a drive letter or "
+    "backslashes), so it was not opened."
+)
+NESTED_ARCHIVE = "Skipped: archives inside a zip are not unpacked. Upload that archive on its own."
+ENCRYPTED = "This entry of the zip is password-protected; unpack it and upload the pictures."
+ZIP_DAMAGED = "This zip file is damaged or incomplete and could not be opened."
+ZIP_ENTRY_DAMAGED = "This entry of the zip is damaged and could not be unpacked."
+# What zipfile raises for a bad entry: CRC mismatch, bad header, unknown compression...
+_ZIP_READ_ERRORS = (
+    zipfile.BadZipFile,
+    zlib.error,
+    EOFError,
+    OSError,
+    NotImplementedError,
+    RuntimeError,
+    ValueError,
+)
+
+
+@dataclass(frozen=True)
+class UploadSource:
+    """One file as received: its name as given by the client and a readable binary stream."""
+
+    filename: str
+    fileobj: IO[bytes]
+
+
+@dataclass(frozen=True)
+class Accepted:
+    id: int
+    filename: str
+    label: str | None
+    split: str | None
+
+
+@dataclass(frozen=True)
+class Duplicate:
+    filename: str
+    id: int
+
+
+@dataclass(frozen=True)
+class Rejected:
+    filename: str
+    reason: str
+
+
+@dataclass
+class IngestReport:
+    accepted: list[Accepted] = field(default_factory=list)
+    duplicates: list[Duplicate] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+
+
+class _Rejection(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def parse_split(value: str | None) -> str | None:
+    """``train``, ``val``, ``test`` (any case) or nothing; anything else is a 422."""
+    if value is None or not value.strip():
+        return None
+    split = value.strip().lower()
+    if split not in SPLITS:
+        raise InvalidInput(f"split must be one of train, val or test (got {value!r}).")
+    return split
+
+
+def parse_label(value: str | None) -> str | None:
+    """A label name given by hand; blank means none, an unusable name is a 422."""
+    if value is None or not value.strip():
+        return None
+    try:
+        return label_name(value)
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from exc
+
+
+def ingest_files(
+    session: Session,
+    settings: Settings,
+    project: Project,
+    sources: Iterable[UploadSource],
+    *,
+    label: str | None,
+    split: str | None,
+) -> IngestReport:
+    """Add pictures and .zip files to ``project``; ``label``/``split`` apply where a zip's
+    folders do not say otherwise."""
+    run = _Ingest(session, settings, project)
+    label, split = parse_label(label), parse_split(split)
+    for source in sources:
+        if source.filename.lower().endswith(".zip"):
+            run.add_zip(source, label, split)
+        else:
+            run.add_file(source.filename, _basename(source.filename), source.fileobj, label, split)
+    return run.report
+
+
+def ingest_directory(
+    session: Session, settings: Settings, project: Project, path: Path
+) -> IngestReport:
+    """Import a folder laid out like a zip (``train/ants/x.jpg``); a .zip path works too."""
+    if path.is_file():
+        with path.open("rb") as f:
+            return ingest_files(
+                session, settings, project, [UploadSource(path.name, f)], label=None, split=None
+            )
+    if not path.is_dir():
+        raise InvalidInput(f"{path} is not a folder or a .zip file.")
+    run = _Ingest(session, settings, project)
+    entries: list[_Entry] = []
+    for folder, dirs, files in os.walk(path, followlinks=False):
+        relative = Path(folder).relative_to(path)
+        for name in sorted(dirs):
+            if _is_hidden(name):
+                run.reject(f"{(relative / name).as_posix()}/", HIDDEN)
+        dirs[:] = sorted(d for d in dirs if not _is_hidden(d))
+        for name in sorted(files):
+            file_path = Path(folder) / name
+            shown = (relative / name).as_posix()
+            if file_path.is_symlink() or not file_path.is_file():
+                run.reject(shown, "Skipped: a link or special file, not a regular file.")
+                continue
+            entries.append(_Entry(shown, PurePosixPath(shown).parts, _opener(file_path)))
+    run.add_entries(entries, None, None)
+    return run.report
+
+
+def _opener(path: Path) -> Callable[[], AbstractContextManager[IO[bytes]]]:
+    return lambda: path.open("rb")
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """A file inside a zip or a folder: how to name it, where it sits, how to read it."""
+
+    shown: str
+    parts: tuple[str, ...]
+    open: Callable[[], AbstractContextManager[IO[bytes]]]
+
+
+class _Ingest:
+    """One ingestion: the report, the labels and hashes already seen, the zip byte budget."""
+
+    def __init__(self, session: Session, settings: Settings, project: Project) -> None:
+        self.session = session
+        self.settings = settings
+        self.project = project
+        self.store = ImageStore(settings)
+        self.report = IngestReport()
+        self.labels: dict[str, Label] = {}
+        self.accepted_sha: dict[str, int] = {}
+        self.rejected_sha: dict[str, str] = {}
+        self.zip_bytes_left = settings.max_zip_total_bytes
+
+    def reject(self, shown: str, reason: str) -> None:
+        self.report.rejected.append(Rejected(shown, reason))
+
+    def add_file(
+        self, shown: str, filename: str, fileobj: IO[bytes], label: str | None, split: str | None
+    ) -> None:
+        """Verdict for one file; never raises."""
+        try:
+            self._add(shown, filename, fileobj, label, split)
+        except (_Rejection, NotAPicture) as exc:
+            self.reject(shown, exc.reason)
+        except Exception:
+            logger.exception("could not ingest %r into project %s", shown, self.project.id)
+            self.reject(shown, COULD_NOT_READ)
+
+    def add_zip(self, source: UploadSource, label: str | None, split: str | None) -> None:
+        try:
+            if source.fileobj.seekable():
+                source.fileobj.seek(0)
+            archive = zipfile.ZipFile(source.fileobj)
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError):
+            self.reject(source.filename, ZIP_DAMAGED)
+            return
+        with archive:
+            infos = [info for info in archive.infolist() if not info.is_dir()]
+            if len(infos) > self.settings.max_zip_entries:
+                self.reject(
+                    source.filename,
+                    f"This zip holds {len(infos)} files; the limit is "
+                    f"{self.settings.max_zip_entries} per zip. Split it into smaller zips.",
+                )
+                return
+            entries = []
+            for info in infos:
+                try:
+                    entries.append(self._zip_entry(archive, info))
+                except _Rejection as exc:
+                    self.reject(info.filename, exc.reason)
+            self.add_entries(entries, label, split)
+
+    def add_entries(self, entries: Sequence[_Entry], label: str | None, split: str | None) -> None:
+        """Place each entry by its folders (zip and folder imports share these rules)."""
+        candidates = []
+        for entry in entries:
+            if any(_is_hidden(part) for part in entry.parts):
+                self.reject(entry.shown, HIDDEN)
+            elif PurePosixPath(entry.parts[-1]).suffix.lower() in NESTED_ARCHIVE_SUFFIXES:
+                self.reject(entry.shown, NESTED_ARCHIVE)
+            else:
+                candidates.append(entry)
+        root = _common_root([entry.parts for entry in candidates])
+        for entry in candidates:
+            folder_split, folder_label = _placement(entry.parts[:-1][1 if root else 0 :])
+            try:
+                entry_label = label_name(folder_label) if folder_label else label
+            except ValueError as exc:
+                self.reject(entry.shown, f"The folder name cannot be used as a label: {exc}.")
+                continue
+            try:
+                with entry.open() as fileobj:
+                    self.add_file(
+                        entry.shown,
+                        _basename(entry.parts[-1]),
+                        fileobj,
+                        entry_label,
+                        folder_split or split,
+                    )
+            except _Rejection as exc:
+                self.reject(entry.shown, exc.reason)
+            except OSError:
+                logger.warning("could not open %r", entry.shown, exc_info=True)
+                self.reject(entry.shown, COULD_NOT_READ)
+
+    def _zip_entry(self, archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> _Entry:
+        parts = _safe_parts(info.filename)
+        if info.flag_bits & 0x1:
+            raise _Rejection(ENCRYPTED)
+        if info.file_size > self.settings.max_image_bytes:
+            raise _Rejection(self._too_large_reason())
+        if info.file_size and (
+            info.compress_size <= 0
+            or info.file_size > self.settings.max_zip_ratio * info.compress_size
+        ):
+            raise _Rejection(
+                "Skipped: this entry unpacks to far more than its compressed size "
+                f"(over {self.settings.max_zip_ratio} times), as zip bombs do."
+            )
+
+        def open_entry() -> AbstractContextManager[IO[bytes]]:
+            if self.zip_bytes_left <= 0:
+                raise _Rejection(self._budget_reason())
+            try:
+                return _BudgetedReader(archive.open(info), self)
+            except _ZIP_READ_ERRORS as exc:
+                raise _Rejection(ZIP_ENTRY_DAMAGED) from exc
+
+        return _Entry(info.filename, parts, open_entry)
+
+    def _budget_reason(self) -> str:
+        gb = self.settings.max_zip_total_bytes / 1024**3
+        return (
+            f"Not unpacked: the zip files in this upload unpack to more than {gb:g} GB in total. "
+            "Send them in smaller parts."
+        )
+
+    def _too_large_reason(self) -> str:
+        mb = self.settings.max_image_bytes / 1024**2
+        return f"This file is larger than the {mb:g} MB limit per picture."
+
+    def _add(
+        self, shown: str, filename: str, fileobj: IO[bytes], label: str | None, split: str | None
+    ) -> None:
+        try:
+            with self.store.stage(fileobj, self.settings.max_image_bytes) as staged:
+                self._add_staged(shown, filename, staged, label, split)
+        except FileTooLarge as exc:
+            raise _Rejection(self._too_large_reason()) from exc
+
+    def _add_staged(
+        self, shown: str, filename: str, staged: StagedFile, label: str | None, split: str | None
+    ) -> None:
+        if staged.size == 0:
+            raise _Rejection(EMPTY)
+        if staged.sha256 in self.rejected_sha:
+            raise _Rejection(self.rejected_sha[staged.sha256])
+        existing = self.accepted_sha.get(staged.sha256) or self._existing_id(staged.sha256)
+        if existing is not None:
+            self.report.duplicates.append(Duplicate(shown, existing))
+            return
+        try:
+            picture = read_picture(staged.path, self.settings.max_image_pixels)
+        except NotAPicture as exc:
+            self.rejected_sha[staged.sha256] = exc.reason
+            raise
+        self.store.put(staged, picture.thumbnail_jpeg)
+        label_row = self._label(label) if label else None
+        image_id = _insert_image(
+            self.session,
+            project_id=self.project.id,
+            label_id=label_row.id if label_row else None,
+            split=split,
+            split_source="user" if split else None,
+            sha256=staged.sha256,
+            filename=filename,
+            format=picture.format,
+            width=picture.width,
+            height=picture.height,
+            size_bytes=staged.size,
+        )
+        if image_id is None:  # the same bytes arrived meanwhile through another request
+            image_id = self._existing_id(staged.sha256)
+            if image_id is None:
+                raise RuntimeError(f"image {staged.sha256} neither inserted nor found")
+            self.report.duplicates.append(Duplicate(shown, image_id))
+            return
+        self.accepted_sha[staged.sha256] = image_id
+        self.report.accepted.append(Accepted(image_id, filename, label, split))
+
+    def _existing_id(self, sha256: str) -> int | None:
+        return self.session.scalar(
+            select(Image.id).where(Image.project_id == self.project.id, Image.sha256 == sha256)
+        )
+
+    def _label(self, name: str) -> Label:
+        if name not in self.labels:
+            self.labels[name] = get_or_create_label(self.session, self.project, name)
+        return self.labels[name]
+
+
+class _BudgetedReader:
+    """A zip entry's stream that spends the ingestion's total unpacked-bytes budget."""
+
+    def __init__(self, raw: IO[bytes], run: _Ingest) -> None:
+        self.raw = raw
+        self.run = run
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            data = self.raw.read(size)
+        except _ZIP_READ_ERRORS as exc:
+            raise _Rejection(ZIP_ENTRY_DAMAGED) from exc
+        self.run.zip_bytes_left -= len(data)
+        if self.run.zip_bytes_left < 0:
+            raise _Rejection(self.run._budget_reason())
+        return data
+
+    def __enter__(self) -> IO[bytes]:
+        return self  # type: ignore[return-value]
+
+    def __exit__(self, *exc: object) -> None:
+        self.raw.close()
+
+
+def _insert_image(session: Session, **values: object) -> int | None:
+    """Insert a row unless the project already holds these bytes; returns the new id."""
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = (
+        insert(Image)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["project_id", "sha256"])
+        .returning(Image.id)
+    )
+    return session.execute(statement).scalar_one_or_none()
+
+
+def _safe_parts(name: str) -> tuple[str, ...]:
+    """The path segments of a zip entry, refusing anything that could escape a folder."""
+    if "\\" in name or name.startswith("/") or _DRIVE.match(name) or _CONTROL.search(name):
+        raise _Rejection(UNSAFE_PATH)
+    parts = tuple(part for part in name.split("/") if part not in ("", "."))
+    if not parts or ".." in parts:
+        raise _Rejection(UNSAFE_PATH)
+    return parts
+
+
+def _is_hidden(part: str) -> bool:
+    return part.startswith(".") or part.lower() in SYSTEM_FILES
+
+
+def _common_root(paths: Sequence[tuple[str, ...]]) -> bool:
+    """True when every file sits under one shared folder that is itself not a label.
+
+    ``hymenoptera/train/ants/x.jpg`` → the root is dropped; ``ants/x.jpg`` keeps ``ants``
+    (a single folder of pictures names their label), and ``train/...`` keeps its split.
+    """
+    if not paths or any(len(parts) < 3 for parts in paths):
+        return False
+    first = paths[0][0]
+    return first.lower() not in SPLITS and all(parts[0] == first for parts in paths)
+
+
+def _placement(folders: Sequence[str]) -> tuple[str | None, str | None]:
+    """(split, label) from the folders above a file: a folder named train/val/test gives
+    the split, the nearest other folder the label."""
+    split = next((f.lower() for f in folders if f.lower() in SPLITS), None)
+    rest = [f for f in folders if f.lower() not in SPLITS]
+    return split, (rest[-1] if rest else None)
+
+
+def label_name(raw: str) -> str:
+    """A label name from a form, a folder or a zip: stored verbatim, only tidied."""
+    name = clean_name(unicodedata.normalize("NFC", raw), "label name")
+    if len(name) > LABEL_MAX_CHARS:
+        raise ValueError(f"label name is longer than {LABEL_MAX_CHARS} characters")
+    return name
+
+
+def _basename(name: str) -> str:
+    """The file's own name, without any folders a client put in front of it."""
+    base = _CONTROL.sub("", re.split(r"[/\\]", name)[-1]).strip() or "upload"
+    if len(base) > FILENAME_MAX_CHARS:
+        suffix = PurePosixPath(base).suffix[:16]
+        base = base[: FILENAME_MAX_CHARS - len(suffix)] + suffix
+    return unicodedata.normalize("NFC", base)

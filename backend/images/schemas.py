@@ -1,0 +1,106 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from backend.images.ingest import label_name
+
+SplitName = Literal["train", "val", "test"]
+
+
+class AcceptedOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    filename: str
+    label: str | None
+    split: str | None
+
+
+class DuplicateOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    filename: str
+    id: int
+
+
+class RejectedOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    filename: str
+    reason: str
+
+
+class IngestOut(BaseModel):
+    """What became of each uploaded file."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    accepted: list[AcceptedOut]
+    duplicates: list[DuplicateOut]
+    rejected: list[RejectedOut]
+
+
+class ImageOut(BaseModel):
+    id: int
+    filename: str
+    label: str | None
+    label_id: int | None
+    split: str | None
+    split_source: str | None
+    width: int
+    height: int
+    size_bytes: int
+    format: str
+    created_at: datetime
+    file_url: str
+    thumbnail_url: str
+
+
+class ImagePage(BaseModel):
+    items: list[ImageOut]
+    total: int
+
+
+class ImageQuery(BaseModel):
+    """Filters of the image list; ``split=unassigned`` finds images without a split."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    label: str | None = None
+    split: Literal["train", "val", "test", "unassigned", ""] | None = None
+    unlabeled: bool = False
+    limit: int = Field(default=100, ge=1, le=500)
+    offset: int = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _label_or_unlabeled(self) -> ImageQuery:
+        if self.label and self.unlabeled:
+            raise ValueError("ask for either a label or unlabeled images, not both")
+        return self
+
+
+class ImageIds(BaseModel):
+    ids: list[int] = Field(min_length=1, max_length=10_000)
+
+
+class ImagePatch(ImageIds):
+    """Only the fields present change: ``label: null`` unlabels, ``split: null`` clears."""
+
+    label: str | None = None
+    split: SplitName | None = None
+
+    @field_validator("label")
+    @classmethod
+    def _label(cls, value: str | None) -> str | None:
+        return label_name(value) if value is not None else None
+
+
+class UpdatedOut(BaseModel):
+    updated: int
+
+
+class DeletedOut(BaseModel):
+    deleted: int
