@@ -14,11 +14,14 @@ DEFAULT_SECRET_KEY = "autodl-insecure-development-key"
 class Settings(BaseSettings):
     """Every knob of the service; README.md documents each one."""
 
-    model_config = SettingsConfigDict(env_prefix="AUTODL_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="AUTODL_", env_file=".env", extra="ignore", populate_by_name=True
+    )
 
     data_dir: Path = Field(default=Path("./autodl-data"))
     database_url: str = ""
     redis_url: str = ""
+    cache_dir_override: Path | None = Field(default=None, alias="AUTODL_CACHE_DIR")
     secret_key: str = DEFAULT_SECRET_KEY
 
     max_request_bytes: int = 2 * 1024**3
@@ -52,7 +55,8 @@ class Settings(BaseSettings):
 
     @property
     def cache_dir(self) -> Path:
-        return self.data_dir / "cache"
+        """Embeddings and exported feature models; may be shared between data dirs."""
+        return self.cache_dir_override or self.data_dir / "cache"
 
     @property
     def weights_dir(self) -> Path:

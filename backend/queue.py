@@ -12,6 +12,8 @@ from backend.config import Settings, get_settings
 TRAIN_TASK = "autodl.train_run"
 PING_TASK = "autodl.ping"
 RECOVER_TASK = "autodl.recover_runs"
+# A broker that is down should fail a request in seconds, not hang it.
+PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}
 
 
 def broker_url(settings: Settings) -> str:
@@ -37,6 +39,8 @@ def configure(app: Celery, settings: Settings) -> None:
         task_default_queue="cpu",
         result_expires=3600,
         broker_connection_retry_on_startup=True,
+        broker_connection_timeout=3,
+        result_backend_transport_options={"retry_policy": {"max_retries": 2}},
         broker_transport_options={"visibility_timeout": 24 * 3600},
         worker_hijack_root_logger=False,
     )
@@ -55,14 +59,23 @@ def queue_for_mode(mode: str) -> str:
 
 
 def enqueue_run(run_id: int, mode: str) -> None:
-    celery_client().send_task(TRAIN_TASK, args=[run_id], queue=queue_for_mode(mode))
+    celery_client().send_task(
+        TRAIN_TASK,
+        args=[run_id],
+        queue=queue_for_mode(mode),
+        ignore_result=True,  # the run row carries the outcome, not Celery's result backend
+        retry=True,
+        retry_policy=PUBLISH_RETRY,
+    )
 
 
 def ping_worker(timeout: float = 2.0) -> dict[str, object]:
     """Round trip a ping task through the broker; reports whether a worker answered."""
     started = time.perf_counter()
     try:
-        result = celery_client().send_task(PING_TASK, queue="cpu")
+        result = celery_client().send_task(
+            PING_TASK, queue="cpu", retry=True, retry_policy=PUBLISH_RETRY
+        )
         answer = result.get(timeout=timeout)
     except Exception as exc:  # broker down, no worker, timeout: all mean "not alive"
         return {"alive": False, "reason": type(exc).__name__}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from backend.auth.models import User
 from backend.config import Settings
-from backend.db import after_commit, utcnow
+from backend.db import after_commit, session_scope, utcnow
 from backend.errors import Conflict, NotFound
 from backend.projects.models import Project
 from backend.queue import enqueue_run
@@ -23,6 +24,8 @@ from backend.runs.schemas import (
     RunIn,
     RunOut,
 )
+
+log = logging.getLogger(__name__)
 
 
 class RunNotFound(NotFound):
@@ -54,8 +57,25 @@ def create_run(session: Session, project: Project, body: RunIn) -> Run:
     session.add(run)
     session.flush()
     run_id, mode = run.id, run.mode
-    after_commit(session, lambda: enqueue_run(run_id, mode))
+    after_commit(session, lambda: enqueue_or_fail(run_id, mode))
     return run
+
+
+def enqueue_or_fail(run_id: int, mode: str) -> None:
+    """Send the run's task; if the broker is unreachable, fail the run instead of losing it."""
+    try:
+        enqueue_run(run_id, mode)
+    except Exception as exc:
+        log.warning("could not enqueue run %s: %s", run_id, exc)
+        with session_scope() as session:
+            run = session.get(Run, run_id)
+            if run is not None and run.status == "queued":
+                run.status = run.stage = "failed"
+                run.finished_at = utcnow()
+                run.error = (
+                    "The task queue (Redis) could not be reached, so no worker received this "
+                    "run. Check that Redis and a worker are running, then start the run again."
+                )
 
 
 def list_runs(session: Session, project: Project) -> list[Run]:

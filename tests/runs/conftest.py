@@ -1,0 +1,81 @@
+"""Runs tests talk to the real Redis on 127.0.0.1:6379 (database 15, flushed around each test)
+and execute the queued run in-process, so the whole pipeline runs without a worker process."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from fastapi.testclient import TestClient
+
+from tests.conftest import REDIS_TEST_URL, ApiUser, hymenoptera_zip
+
+RUNS_REDIS_URL = REDIS_TEST_URL.rsplit("/", 1)[0] + "/15"
+
+
+@pytest.fixture(scope="session")
+def shared_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Exported feature models and embeddings are reused by every test of the session."""
+    return tmp_path_factory.mktemp("embedding-cache")
+
+
+@pytest.fixture
+def redis_url(shared_cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    client = redis.Redis.from_url(RUNS_REDIS_URL)
+    try:
+        client.ping()
+    except redis.ConnectionError:
+        pytest.fail(f"Redis is not reachable at {RUNS_REDIS_URL}; start redis-server")
+    client.flushdb()
+    monkeypatch.setenv("AUTODL_CACHE_DIR", str(shared_cache_dir))
+    yield RUNS_REDIS_URL
+    client.flushdb()
+
+
+@pytest.fixture
+def queued_messages(redis_url: str) -> Callable[[str], int]:
+    client = redis.Redis.from_url(redis_url)
+    return lambda queue: int(client.llen(queue))
+
+
+@pytest.fixture
+def hymenoptera_project(
+    client: TestClient, user: ApiUser, project: dict, hymenoptera: Path
+) -> dict:
+    """The whole dataset (train/ and val/ folders) uploaded as one zip."""
+    response = client.post(
+        f"/api/projects/{project['id']}/images",
+        files=[("files", ("hymenoptera.zip", hymenoptera_zip(hymenoptera), "application/zip"))],
+        headers=user.headers,
+    )
+    assert response.status_code == 200, response.text
+    assert len(response.json()["accepted"]) >= 397
+    return project
+
+
+@pytest.fixture
+def small_project(client: TestClient, user: ApiUser, project: dict, hymenoptera: Path) -> dict:
+    """Ten images per label and split: quick to featurize."""
+    response = client.post(
+        f"/api/projects/{project['id']}/images",
+        files=[
+            ("files", ("few.zip", hymenoptera_zip(hymenoptera, per_class=10), "application/zip"))
+        ],
+        headers=user.headers,
+    )
+    assert response.status_code == 200, response.text
+    return project
+
+
+def start_run(client: TestClient, user: ApiUser, project: dict, **body: object) -> dict:
+    response = client.post(f"/api/projects/{project['id']}/runs", json=body, headers=user.headers)
+    assert response.status_code == 202, response.text
+    return response.json()
+
+
+def execute(run_id: int) -> str:
+    from worker.pipeline import execute_run
+
+    return execute_run(run_id)
