@@ -165,6 +165,118 @@ def cmd_weights_import(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- remote commands
+
+
+def cmd_login(args: argparse.Namespace) -> int:
+    from backend.client import ApiClient, Credentials
+
+    email = args.email or input("Email: ")
+    password = args.password or getpass.getpass("Password: ")
+    token = ApiClient(args.url).login(email, password)
+    path = Credentials(args.url, token).save()
+    print(f"autodl: logged in to {args.url} (token saved in {path})")
+    return 0
+
+
+def cmd_projects(_: argparse.Namespace) -> int:
+    from backend.client import ApiClient
+
+    projects = ApiClient.from_credentials().projects()
+    print(f"{'ID':>5}  {'IMAGES':>6}  {'RUNS':>4}  NAME")
+    for p in projects:
+        print(f"{p['id']:>5}  {p['image_count']:>6}  {p['run_count']:>4}  {p['name']}")
+    return 0
+
+
+def cmd_upload(args: argparse.Namespace) -> int:
+    from backend.client import ApiClient, progress_bar
+
+    api = ApiClient.from_credentials()
+    pid = api.project_id(args.project)
+    report = api.upload(
+        pid,
+        [Path(p) for p in args.paths],
+        label=args.label,
+        split=args.split,
+        on_batch=lambda done, total, _: progress_bar(done, total, prefix="uploading "),
+    )
+    print(
+        f"autodl: {len(report['accepted'])} accepted, {len(report['duplicates'])} duplicates, "
+        f"{len(report['rejected'])} rejected"
+    )
+    for item in report["rejected"]:
+        print(f"  rejected {item['filename']}: {item['reason']}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import json
+
+    from backend.client import ApiClient, progress_bar, wait_message
+
+    api = ApiClient.from_credentials()
+    pid = api.project_id(args.project)
+    options = json.loads(args.options) if args.options else {}
+    if args.head:
+        options["head"] = args.head
+    run = api.train(pid, args.mode, args.backbone, options)
+    print(f"autodl: run {run['id']} queued ({run['mode']}, {run['backbone']})")
+    if not args.wait:
+        return 0
+    for event in api.events(run["id"]):
+        progress_bar(round(event["progress"] * 1000), 1000, prefix=f"{event['stage']:>11} ")
+        run = event
+    sys.stderr.write("\n")
+    print(f"autodl: {wait_message(run)}")
+    if run["status"] != "succeeded":
+        print(f"autodl: {run.get('error') or run['status']}", file=sys.stderr)
+        return 1
+    metrics = run["metrics"]
+    print(
+        f"accuracy {metrics['accuracy']:.3f}  balanced accuracy "
+        f"{metrics['balanced_accuracy']:.3f}  on {metrics['n_val']} validation images"
+    )
+    return 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from backend.client import ApiClient
+
+    api = ApiClient.from_credentials()
+    runs = api.runs(api.project_id(args.project))
+    print(f"{'ID':>5}  {'STATUS':<10} {'MODE':<9} {'ACCURACY':>8}  BACKBONE")
+    for run in runs:
+        accuracy = (run.get("metrics") or {}).get("accuracy")
+        shown = f"{accuracy:.3f}" if accuracy is not None else "-"
+        print(f"{run['id']:>5}  {run['status']:<10} {run['mode']:<9} {shown:>8}  {run['backbone']}")
+    return 0
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    from backend.client import ApiClient
+
+    path = ApiClient.from_credentials().download(args.run, args.format, Path(args.output))
+    print(f"autodl: saved {path}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import json
+
+    from backend.client import ApiClient
+
+    results = ApiClient.from_credentials().predict(args.run, [Path(p) for p in args.images])
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return 0
+    for result in results:
+        top = sorted(result["probabilities"].items(), key=lambda kv: -kv[1])[: args.top]
+        shown = ", ".join(f"{name} {p:.3f}" for name, p in top)
+        print(f"{result['filename']}: {result['label']}  ({shown})")
+    return 0
+
+
 def _prepare_database():  # type: ignore[no-untyped-def]
     from backend import migrations
 
@@ -215,12 +327,62 @@ def build_parser() -> argparse.ArgumentParser:
     wimp.add_argument("file")
     wimp.add_argument("--model", required=True)
     wimp.set_defaults(func=cmd_weights_import)
+
+    login = sub.add_parser("login", help="log in to an autodl server and save the token")
+    login.add_argument("url")
+    login.add_argument("--email")
+    login.add_argument("--password")
+    login.set_defaults(func=cmd_login)
+
+    sub.add_parser("projects", help="list your projects").set_defaults(func=cmd_projects)
+
+    upload = sub.add_parser("upload", help="upload files, folders or zips to a project")
+    upload.add_argument("project", help="project name or id (created if missing)")
+    upload.add_argument("paths", nargs="+")
+    upload.add_argument("--label")
+    upload.add_argument("--split", choices=["train", "val", "test"])
+    upload.set_defaults(func=cmd_upload)
+
+    train = sub.add_parser("train", help="start a training run")
+    train.add_argument("project")
+    train.add_argument("--mode", default="linear", choices=["linear", "finetune", "auto"])
+    train.add_argument("--backbone", default="tf_efficientnet_lite0")
+    train.add_argument("--head", choices=["auto", "logreg", "svm", "mlp"])
+    train.add_argument("--options", help="JSON options, e.g. '{\"epochs\": 3}'")
+    train.add_argument("--wait", action="store_true", help="follow progress until it ends")
+    train.set_defaults(func=cmd_train)
+
+    runs = sub.add_parser("runs", help="list a project's runs")
+    runs.add_argument("project")
+    runs.set_defaults(func=cmd_runs)
+
+    download = sub.add_parser("download", help="download a run's model")
+    download.add_argument("run", type=int)
+    download.add_argument("--format", default="onnx", choices=["onnx", "torchscript", "bundle"])
+    download.add_argument("--output", "-o", default=".")
+    download.set_defaults(func=cmd_download)
+
+    predict = sub.add_parser("predict", help="classify images with a run's model (remote)")
+    predict.add_argument("run", type=int)
+    predict.add_argument("images", nargs="+")
+    predict.add_argument("--top", type=int, default=3)
+    predict.add_argument("--json", action="store_true")
+    predict.set_defaults(func=cmd_predict)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    from backend.client import ClientError
+    from backend.errors import AppError
+
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except (ClientError, AppError) as exc:
+        print(f"autodl: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":
