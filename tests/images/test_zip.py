@@ -303,9 +303,8 @@ def test_hymenoptera_train_and_val_as_one_zip(
     assert len(blobs) == len(thumbs) == 398
     started = time.perf_counter()
     again = upload([("hymenoptera.zip", archive)]).json()
-    print(
-        f"hymenoptera again: {len(again['duplicates'])} duplicates in {time.perf_counter() - started:.1f} s"
-    )
+    seconds = time.perf_counter() - started
+    print(f"hymenoptera again: {len(again['duplicates'])} duplicates in {seconds:.1f} s")
     assert (len(again["accepted"]), len(again["duplicates"]), again["rejected"]) == (0, 398, [])
     assert {d["id"] for d in again["duplicates"]} == {a["id"] for a in report["accepted"]}
     assert (disk.blobs, disk.thumbnails, disk.temporary) == (blobs, thumbs, set())
