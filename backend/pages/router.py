@@ -1,5 +1,183 @@
+"""The HTML pages: server-rendered shells (names escaped by Jinja) that ES modules fill from /api."""
+
 from __future__ import annotations
 
-from fastapi import APIRouter
+import hashlib
+import importlib.metadata
+import importlib.util
+from collections.abc import Callable, Coroutine
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote
 
-router = APIRouter()
+import jinja2
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
+from fastapi.routing import APIRoute
+from fastapi.templating import Jinja2Templates
+
+from backend import __version__
+from backend.auth.models import User
+from backend.auth.security import SESSION_COOKIE
+from backend.deps import SessionDep
+from backend.errors import NotFound
+from backend.pages import service
+
+FRONTEND_DIR = Path(__file__).resolve().parents[2] / "frontend"
+STATIC_DIR = FRONTEND_DIR / "static"
+
+_env = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(FRONTEND_DIR / "templates"),
+    autoescape=True,  # every user string (project, label, file names) is escaped
+    undefined=jinja2.StrictUndefined,
+)
+templates = Jinja2Templates(env=_env)
+
+
+@lru_cache(maxsize=256)
+def _static_digest(path: str) -> str:
+    try:
+        return hashlib.sha256((STATIC_DIR / path).read_bytes()).hexdigest()[:10]
+    except OSError:
+        return __version__
+
+
+def static_url(path: str) -> str:
+    """A cache-busting URL for a file under frontend/static."""
+    return f"/static/{path}?v={_static_digest(path)}"
+
+
+_env.globals["static_url"] = static_url
+
+
+class LoginRequired(Exception):
+    """Raised by the page dependency; the page route answers with a redirect to /login."""
+
+    def __init__(self, next_url: str) -> None:
+        super().__init__(next_url)
+        self.next_url = next_url
+
+
+class PageRoute(APIRoute):
+    """Turns 'not signed in' into a redirect and 'not yours / not there' into an HTML 404."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def page_handler(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except LoginRequired as exc:
+                return RedirectResponse(f"/login?next={quote(exc.next_url, safe='')}", 303)
+            except NotFound as exc:
+                return render(request, "not_found.html", {"message": exc.detail}, status=404)
+
+        return page_handler
+
+
+router = APIRouter(route_class=PageRoute, include_in_schema=False)
+
+
+def render(
+    request: Request, name: str, context: dict[str, Any] | None = None, status: int = 200
+) -> HTMLResponse:
+    context = {"user": getattr(request.state, "user", None), **(context or {})}
+    response = templates.TemplateResponse(request, name, context, status_code=status)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def optional_user(request: Request, session: SessionDep) -> User | None:
+    user = service.page_user(session, request.cookies.get(SESSION_COOKIE))
+    request.state.user = user
+    return user
+
+
+def page_user(user: Annotated[User | None, Depends(optional_user)], request: Request) -> User:
+    """The signed-in user of a page; without a valid session cookie the page redirects."""
+    if user is None:
+        next_url = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        raise LoginRequired(next_url)
+    return user
+
+
+OptionalUser = Annotated[User | None, Depends(optional_user)]
+PageUser = Annotated[User, Depends(page_user)]
+
+
+def _safe_next(next_url: str | None) -> str:
+    # Only same-site paths: '//evil.example' or 'https://...' would be an open redirect.
+    if next_url and next_url.startswith("/") and not next_url.startswith(("//", "/\\")):
+        return next_url
+    return "/projects"
+
+
+@router.get("/")
+def home(user: OptionalUser) -> RedirectResponse:
+    return RedirectResponse("/projects" if user else "/login", 303)
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_page(request: Request, user: OptionalUser, next: str | None = None) -> Response:
+    if user is not None:
+        return RedirectResponse(_safe_next(next), 303)
+    return render(request, "auth.html", {"mode": "login", "next_url": _safe_next(next)})
+
+
+@router.get("/signup", response_class=HTMLResponse)
+def signup_page(request: Request, user: OptionalUser, next: str | None = None) -> Response:
+    if user is not None:
+        return RedirectResponse(_safe_next(next), 303)
+    return render(request, "auth.html", {"mode": "signup", "next_url": _safe_next(next)})
+
+
+@router.get("/projects", response_class=HTMLResponse)
+def projects_page(request: Request, user: PageUser) -> HTMLResponse:
+    return render(request, "projects.html")
+
+
+@router.get("/projects/{pid}", response_class=HTMLResponse)
+def project_page(request: Request, pid: int, user: PageUser, session: SessionDep) -> HTMLResponse:
+    project = service.owned_project(session, user, pid)
+    return render(request, "project.html", {"project": project})
+
+
+@router.get("/runs/{rid}", response_class=HTMLResponse)
+def run_page(request: Request, rid: int, user: PageUser, session: SessionDep) -> HTMLResponse:
+    run = service.owned_run(session, user, rid)
+    project = service.owned_project(session, user, run.project_id)
+    return render(request, "run.html", {"run": run, "project": project})
+
+
+def _plotly_js() -> Path:
+    spec = importlib.util.find_spec("plotly")  # locate without importing the package
+    if spec is None or not spec.submodule_search_locations:
+        raise NotFound("plotly is not installed")
+    return Path(next(iter(spec.submodule_search_locations))) / "package_data" / "plotly.min.js"
+
+
+@router.api_route("/static/vendor/plotly.min.js", methods=["GET", "HEAD"])
+def plotly_js() -> FileResponse:
+    """Plotly from the installed Python package: the dashboard works offline, with no CDN."""
+    path = _plotly_js()
+    if not path.is_file():
+        raise NotFound("plotly.min.js is missing from the installed plotly package")
+    return FileResponse(
+        path,
+        media_type="text/javascript",
+        headers={"Cache-Control": "public, max-age=31536000, immutable"},
+    )
+
+
+@lru_cache(maxsize=1)
+def plotly_url() -> str:
+    """Versioned by the installed plotly release, so the long cache lifetime is safe."""
+    try:
+        version = importlib.metadata.version("plotly")
+    except importlib.metadata.PackageNotFoundError:
+        version = "missing"
+    return f"/static/vendor/plotly.min.js?v={version}"
+
+
+_env.globals["plotly_url"] = plotly_url

@@ -1,0 +1,36 @@
+// Log-in and sign-up forms.
+
+import { api } from "./api.js";
+import { showError } from "./ui.js";
+
+const form = document.getElementById("auth-form");
+const errorBox = document.getElementById("auth-error");
+
+form.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const mode = form.dataset.mode;
+  const email = form.elements.email.value.trim();
+  const password = form.elements.password.value;
+  if (!email || !password) {
+    showError(errorBox, "Enter your email and a password.");
+    return;
+  }
+  if (mode === "signup" && password.length < 8) {
+    showError(errorBox, "Choose a password of at least 8 characters.");
+    form.elements.password.focus();
+    return;
+  }
+  const button = form.querySelector("button[type=submit]");
+  button.disabled = true;
+  showError(errorBox, null);
+  try {
+    await api(`/auth/${mode}`, { method: "POST", json: { email, password } });
+    window.location.assign(form.dataset.next || "/projects");
+  } catch (error) {
+    const message = error.status === 401
+      ? "That email and password do not match an account."
+      : error.message;
+    showError(errorBox, message);
+    button.disabled = false;
+  }
+});
