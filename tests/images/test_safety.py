@@ -10,6 +10,7 @@ from PIL import Image as PILImage
 from PIL import ImageFile
 
 from backend.images import ingest
+from backend.images.decode import NOT_A_PICTURE
 from backend.storage import FileTooLarge, ImageStore
 from tests.conftest import reset_caches
 from tests.images.conftest import picture, png_header
@@ -23,36 +24,45 @@ def only_reason(response) -> str:
     return body["rejected"][0]["reason"]
 
 
-@pytest.mark.parametrize(
-    ("name", "content"),
-    [
-        ("words.jpg", b"Just some words, not a picture at all."),
-        ("page.png", b"<!doctype html><html><script>alert(1)</script></html>"),
-        ("drawing.svg", b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>'),
-        ("drawing.jpg", b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg"/>'),
-        ("doc.webp", b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj<<>>endobj"),
-        ("noise.gif", bytes(range(256)) * 8),
-    ],
-)
-def test_non_pictures_with_picture_names_are_rejected(upload, name, content, assert_nothing_stored):
-    reason = only_reason(upload([(name, content)]))
-    assert reason == "This file is not a picture (supported: JPEG, PNG, WebP, GIF, BMP, TIFF)."
+NON_PICTURES = [
+    ("words.jpg", b"Just some words, not a picture at all."),
+    ("page.png", b"<!doctype html><html><script>alert(1)</script></html>"),
+    ("drawing.svg", b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>'),
+    ("drawing.jpg", b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg"/>'),
+    ("doc.webp", b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj<<>>endobj"),
+    ("noise.gif", bytes(range(256)) * 8),
+]
+
+
+def rejected(response) -> dict[str, str]:
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["accepted"] == [] and body["duplicates"] == []
+    return {r["filename"]: r["reason"] for r in body["rejected"]}
+
+
+def test_non_pictures_with_picture_names_are_rejected(upload, assert_nothing_stored):
+    why = rejected(upload(NON_PICTURES))
+    assert set(why) == {name for name, _ in NON_PICTURES}
+    for name, reason in why.items():
+        assert reason == NOT_A_PICTURE, name
     assert_nothing_stored()
 
 
-@pytest.mark.parametrize(
-    ("fmt", "name"),
-    [("JPEG", "cut.jpg"), ("PNG", "cut.png"), ("GIF", "cut.gif"), ("WEBP", "cut.webp")],
-)
-def test_truncated_pictures_are_rejected(upload, fmt, name, assert_nothing_stored):
+def test_truncated_pictures_are_rejected(upload, assert_nothing_stored):
     assert ImageFile.LOAD_TRUNCATED_IMAGES is False
-    whole = picture(fmt, size=(300, 300), color=(10, 200, 90))
-    # A picture of noise, so that half of it really is missing data.
-    noisy = io.BytesIO()
-    PILImage.effect_noise((300, 300), 80).convert("RGB").save(noisy, fmt)
-    for data in (whole, noisy.getvalue()):
-        reason = only_reason(upload([(name, data[: len(data) * 2 // 3])]))
-        assert "damaged or incomplete" in reason
+    noise = PILImage.effect_noise((300, 300), 80).convert("RGB")
+    files = []
+    for fmt in ("JPEG", "PNG", "GIF", "WEBP", "TIFF", "BMP"):
+        flat = picture(fmt, size=(300, 300), color=(10, 200, 90))
+        buffer = io.BytesIO()
+        noise.save(buffer, fmt)
+        for kind, data in (("flat", flat), ("noise", buffer.getvalue())):
+            files.append((f"{kind}.{fmt.lower()}", data[: len(data) * 2 // 3]))
+    why = rejected(upload(files))
+    assert set(why) == {name for name, _ in files}
+    for name, reason in why.items():
+        assert "damaged or incomplete" in reason, name
     assert_nothing_stored()
 
 

@@ -73,35 +73,36 @@ def test_html_label_is_stored_verbatim_and_returned_as_json_text(accept, client,
     assert [label["name"] for label in labels] == [name]
 
 
-@pytest.mark.parametrize(
-    ("fmt", "save", "mode", "color"),
-    [
-        ("JPEG", {}, "RGB", (1, 2, 3)),
-        ("JPEG", {}, "CMYK", (10, 20, 30, 40)),
-        ("PNG", {}, "RGBA", (10, 200, 30, 128)),
-        ("PNG", {}, "P", 7),
-        ("WEBP", {}, "RGB", (9, 9, 9)),
-        ("GIF", {}, "P", 3),
-        ("BMP", {}, "RGB", (4, 5, 6)),
-        ("TIFF", {}, "I;16", 40000),
-        ("TIFF", {"compression": "tiff_lzw"}, "RGB", (7, 8, 9)),
-    ],
-)
-def test_every_supported_format_is_accepted_with_a_jpeg_thumbnail(
-    accept, client, user, disk, fmt, save, mode, color
-):
-    data = picture(fmt, size=(300, 100), color=color, mode=mode, **save)
-    report = accept([(f"pic.{fmt.lower()}", data)])
-    assert report["rejected"] == [], report
-    image_id = report["accepted"][0]["id"]
+FORMATS = [
+    ("JPEG", {}, "RGB", (1, 2, 3)),
+    ("JPEG", {}, "CMYK", (10, 20, 30, 40)),
+    ("PNG", {}, "RGBA", (10, 200, 30, 128)),
+    ("PNG", {}, "P", 7),
+    ("WEBP", {}, "RGB", (9, 9, 9)),
+    ("GIF", {}, "P", 3),
+    ("BMP", {}, "RGB", (4, 5, 6)),
+    ("TIFF", {}, "I;16", 40000),
+    ("TIFF", {"compression": "tiff_lzw"}, "RGB", (7, 8, 9)),
+]
 
-    item = client.get(f"/api/images/{image_id}", headers=user.headers).json()
-    assert (item["format"], item["width"], item["height"]) == (fmt, 300, 100)
-    thumb = client.get(f"/api/images/{image_id}/thumbnail", headers=user.headers)
-    assert thumb.headers["content-type"] == "image/jpeg"
-    with PILImage.open(io.BytesIO(thumb.content)) as small:
-        assert small.format == "JPEG" and small.size == (256, 85)
-    assert disk.blobs == {hashlib.sha256(data).hexdigest()}
+
+def test_every_supported_format_is_accepted_with_a_jpeg_thumbnail(accept, client, user, disk):
+    files = [
+        (f"{i}-{mode}.{fmt.lower()}", picture(fmt, size=(300, 100), color=color, mode=mode, **save))
+        for i, (fmt, save, mode, color) in enumerate(FORMATS)
+    ]
+    report = accept(files)
+    assert report["rejected"] == [] and report["duplicates"] == []
+    assert len(report["accepted"]) == len(FORMATS)
+    for (fmt, *_), accepted in zip(FORMATS, report["accepted"], strict=True):
+        image_id = accepted["id"]
+        item = client.get(f"/api/images/{image_id}", headers=user.headers).json()
+        assert (item["format"], item["width"], item["height"]) == (fmt, 300, 100), item
+        thumb = client.get(f"/api/images/{image_id}/thumbnail", headers=user.headers)
+        assert thumb.headers["content-type"] == "image/jpeg"
+        with PILImage.open(io.BytesIO(thumb.content)) as small:
+            assert small.format == "JPEG" and small.size == (256, 85)
+    assert disk.blobs == {hashlib.sha256(data).hexdigest() for _, data in files}
 
 
 def test_animated_gif_is_accepted_from_its_first_frame(accept, client, user):

@@ -121,45 +121,38 @@ def test_hidden_and_macos_entries_are_skipped_with_a_reason(accept):
     assert all(reason.startswith("Skipped:") for reason in reasons(report).values())
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        "../evil.jpg",
-        "ants/../../evil.jpg",
-        "/etc/evil.jpg",
-        "C:\\evil.jpg",
-        "C:/evil.jpg",
-        "ants\\evil.jpg",
-    ],
+UNSAFE_NAMES = (
+    "../evil.jpg",
+    "ants/../../evil.jpg",
+    "/etc/evil.jpg",
+    "C:\\evil.jpg",
+    "C:/evil.jpg",
+    "ants\\evil.jpg",
 )
+
+
 def test_zip_slip_names_are_rejected_and_nothing_is_written(
-    upload, name, assert_nothing_stored, tmp_path
+    upload, assert_nothing_stored, tmp_path
 ):
-    response = upload([("slip.zip", make_zip({name: picture()}))])
+    archive = make_zip({name: picture(color=(i, 0, 0)) for i, name in enumerate(UNSAFE_NAMES)})
+    response = upload([("slip.zip", archive)])
     assert response.status_code == 200
-    assert set(reasons(response.json())) == {name}
-    assert "outside the zip" in reasons(response.json())[name]
     assert response.json()["accepted"] == []
+    why = reasons(response.json())
+    assert set(why) == set(UNSAFE_NAMES)
+    assert all("outside the zip" in reason for reason in why.values())
     assert_nothing_stored()
     assert not (tmp_path / "evil.jpg").exists() and not (tmp_path.parent / "evil.jpg").exists()
 
 
-@pytest.mark.parametrize(
-    "inner", ["more.zip", "more.tar", "more.tar.gz", "more.7z", "more.rar", "x.gz"]
-)
-def test_archives_inside_a_zip_are_not_unpacked(upload, inner, assert_nothing_stored):
+def test_archives_inside_a_zip_are_not_unpacked(upload, assert_nothing_stored):
     nested = make_zip({"a.jpg": picture()})
-    response = upload([("outer.zip", make_zip({inner: nested}))])
+    inner = ["more.zip", "more.tar", "more.tar.gz", "more.7z", "more.rar", "x.gz"]
+    response = upload([("outer.zip", make_zip(dict.fromkeys(inner, nested)))])
     assert response.status_code == 200
-    assert "archives inside a zip are not unpacked" in reasons(response.json())[inner]
-    assert_nothing_stored()
-
-
-def test_an_archive_disguised_as_a_picture_is_rejected(upload, assert_nothing_stored):
-    nested = make_zip({"a.jpg": picture()})
-    response = upload([("outer.zip", make_zip({"photo.jpg": nested})), ("inner.jpg", nested)])
-    assert set(reasons(response.json())) == {"photo.jpg", "inner.jpg"}
-    assert all("archive" in r for r in reasons(response.json()).values())
+    why = reasons(response.json())
+    assert set(why) == set(inner)
+    assert all("archives inside a zip are not unpacked" in reason for reason in why.values())
     assert_nothing_stored()
 
 
