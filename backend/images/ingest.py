@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import IO
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -30,7 +30,7 @@ from backend.images.decode import NotAPicture, read_picture
 from backend.images.models import SPLITS, Image
 from backend.projects.models import Label, Project
 from backend.projects.schemas import clean_name
-from backend.projects.service import get_or_create_label
+from backend.projects.service import _next_color, find_label
 from backend.storage import FileTooLarge, ImageStore, StagedFile
 
 logger = logging.getLogger(__name__)
@@ -373,7 +373,7 @@ class _Ingest:
 
     def _label(self, name: str) -> Label:
         if name not in self.labels:
-            self.labels[name] = get_or_create_label(self.session, self.project, name)
+            self.labels[name] = ensure_label(self.session, self.project, name)
         return self.labels[name]
 
 
@@ -401,15 +401,37 @@ class _BudgetedReader:
         self.raw.close()
 
 
+def ensure_label(session: Session, project: Project, name: str) -> Label:
+    """The project's label called ``name``, created if missing, also when concurrent uploads
+    create the same new label at once (the loser of the race reads the winner's row)."""
+    label = find_label(session, project, name)
+    if label is None:
+        count = session.scalar(select(func.count()).where(Label.project_id == project.id)) or 0
+        values = {"project_id": project.id, "name": name, "color": _next_color(count)}
+        _insert_unless_present(session, Label, values, ["project_id", "name"])
+        label = find_label(session, project, name)
+        if label is None:
+            raise RuntimeError(f"label {name!r} neither inserted nor found")
+    return label
+
+
 def _insert_image(session: Session, **values: object) -> int | None:
     """Insert a row unless the project already holds these bytes; returns the new id."""
+    return _insert_unless_present(session, Image, values, ["project_id", "sha256"])
+
+
+def _insert_unless_present(
+    session: Session, model: type[Image] | type[Label], values: dict, unique: list[str]
+) -> int | None:
+    """INSERT ... ON CONFLICT DO NOTHING: a unique clash with a concurrent request is an
+    answer, not an error that would poison the whole transaction. Returns the new id."""
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     statement = (
-        insert(Image)
+        insert(model)
         .values(**values)
-        .on_conflict_do_nothing(index_elements=["project_id", "sha256"])
-        .returning(Image.id)
+        .on_conflict_do_nothing(index_elements=unique)
+        .returning(model.id)
     )
     return session.execute(statement).scalar_one_or_none()
 

@@ -13,10 +13,10 @@ from backend.auth.models import User
 from backend.config import Settings
 from backend.db import after_commit, session_scope
 from backend.errors import NotFound
+from backend.images.ingest import ensure_label
 from backend.images.models import Image
 from backend.images.schemas import ImageOut, ImagePage, ImagePatch, ImageQuery
 from backend.projects.models import Label, Project
-from backend.projects.service import get_or_create_label
 from backend.storage import ImageStore
 
 logger = logging.getLogger(__name__)
@@ -80,9 +80,7 @@ def update_images(session: Session, project: Project, patch: ImagePatch) -> int:
     ids = _project_image_ids(session, project, patch.ids)
     values: dict[str, object] = {}
     if "label" in patch.model_fields_set:
-        values["label_id"] = (
-            get_or_create_label(session, project, patch.label).id if patch.label else None
-        )
+        values["label_id"] = ensure_label(session, project, patch.label).id if patch.label else None
     if "split" in patch.model_fields_set:
         values["split"] = patch.split
         values["split_source"] = "user" if patch.split else None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import threading
 
 import pytest
 from PIL import Image as PILImage
@@ -173,3 +174,32 @@ def test_upload_without_files_is_422(client, user, project):
         f"/api/projects/{project['id']}/images", data={"label": "x"}, headers=user.headers
     )
     assert response.status_code == 422
+
+
+def test_parallel_uploads_share_a_new_label_and_dedupe_shared_files(client, user, project):
+    shared, *own = distinct_pictures(9)
+    responses = []
+
+    def send(k: int) -> None:
+        files = [(f"{k}-own-{i}.jpg", own[k * 2 + i]) for i in range(2)] + [("shared.jpg", shared)]
+        responses.append(
+            client.post(
+                f"/api/projects/{project['id']}/images",
+                files=[("files", f) for f in files],
+                data={"label": "brand new"},
+                headers=user.headers,
+            )
+        )
+
+    threads = [threading.Thread(target=send, args=(k,)) for k in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert [r.status_code for r in responses] == [200] * 4
+    reports = [r.json() for r in responses]
+    assert sum(len(r["accepted"]) for r in reports) == 9
+    assert sum(len(r["duplicates"]) for r in reports) == 3
+    detail = client.get(f"/api/projects/{project['id']}", headers=user.headers).json()
+    assert [(label["name"], label["count"]) for label in detail["labels"]] == [("brand new", 9)]
