@@ -144,10 +144,13 @@ def ingest_files(
     run = _Ingest(session, settings, project)
     label, split = parse_label(label), parse_split(split)
     for source in sources:
-        if source.filename.lower().endswith(".zip"):
+        name = _basename(source.filename)
+        if _is_hidden(name):
+            run.reject(source.filename, HIDDEN)
+        elif name.lower().endswith(".zip"):
             run.add_zip(source, label, split)
         else:
-            run.add_file(source.filename, _basename(source.filename), source.fileobj, label, split)
+            run.add_file(source.filename, name, source.fileobj, label, split)
     return run.report
 
 
@@ -224,6 +227,16 @@ class _Ingest:
             self.reject(shown, COULD_NOT_READ)
 
     def add_zip(self, source: UploadSource, label: str | None, split: str | None) -> None:
+        """Verdicts for every entry of a zip; never raises."""
+        try:
+            self._add_zip(source, label, split)
+        except Exception:  # entries already reported keep their verdicts
+            logger.exception(
+                "could not unpack %r into project %s", source.filename, self.project.id
+            )
+            self.reject(source.filename, COULD_NOT_READ)
+
+    def _add_zip(self, source: UploadSource, label: str | None, split: str | None) -> None:
         try:
             if source.fileobj.seekable():
                 source.fileobj.seek(0)

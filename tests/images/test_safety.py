@@ -12,7 +12,7 @@ from PIL import ImageFile
 from backend.images import ingest
 from backend.images.decode import NOT_A_PICTURE
 from backend.storage import FileTooLarge, ImageStore
-from tests.conftest import reset_caches
+from tests.conftest import make_zip, reset_caches
 from tests.images.conftest import picture, png_header
 
 
@@ -199,3 +199,25 @@ def test_a_request_over_the_size_limit_is_413(settings_env, monkeypatch):
         small = [("files", ("small.jpg", picture(), "image/jpeg"))]
         assert len(client.post(url, files=small, headers=headers).json()["accepted"]) == 1
     assert len([p for p in (settings_env / "images").rglob("*") if p.is_file()]) == 1
+
+
+def test_an_unexpected_failure_inside_a_zip_rejects_the_zip_not_the_request(
+    upload, monkeypatch, list_images
+):
+    def broken(paths):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(ingest, "_common_root", broken)
+    response = upload(
+        [("z.zip", make_zip({"ants/a.jpg": picture()})), ("b.jpg", picture(color=(9, 9, 9)))]
+    )
+    assert response.status_code == 200
+    assert [r["filename"] for r in response.json()["rejected"]] == ["z.zip"]
+    assert [i["filename"] for i in list_images()["items"]] == ["b.jpg"]
+
+
+def test_hidden_files_uploaded_directly_are_skipped(upload, assert_nothing_stored):
+    why = rejected(upload([(".DS_Store", b"\x00\x00\x00\x01Bud1"), ("._a.jpg", picture())]))
+    assert set(why) == {".DS_Store", "._a.jpg"}
+    assert all(reason.startswith("Skipped:") for reason in why.values())
+    assert_nothing_stored()
