@@ -68,6 +68,7 @@ export const ACTIVE_STATUSES = new Set(["queued", "running"]);
 const STAGE_NAMES = {
   queued: "Waiting for a worker",
   starting: "Starting",
+  preparing: "Preparing the pretrained network (a backbone’s first run takes longer)",
   loading: "Loading images",
   loading_images: "Loading images",
   loading_model: "Loading the pretrained network",

@@ -121,6 +121,7 @@ export class Gallery {
     const selected = this.selected.has(item.id);
     const labelText = item.label || "Unlabelled";
     const splitText = item.split ? SPLIT_NAMES[item.split] || item.split : "";
+    const splitShort = { train: "Train", val: "Val", test: "Test" }[item.split] || splitText;
     const button = h("button", {
       type: "button", class: "tile-select", "aria-pressed": String(selected),
       "aria-label": `${item.filename}; ${labelText}${splitText ? `; ${splitText}` : ""}`,
@@ -128,14 +129,14 @@ export class Gallery {
       onclick: (event) => this.onTileClick(event, index),
     },
     h("img", { src: `/api/images/${item.id}/thumbnail`, alt: "", loading: "lazy", decoding: "async", width: 160, height: 160 }),
-    h("span", { class: "tile-check", "aria-hidden": "true" }, icon("check")));
+    h("span", { class: "tile-check", "aria-hidden": "true" }, icon("check")),
+    splitText ? h("span", { class: `split-tag split-${item.split}`, title: splitText, "aria-hidden": "true" }, splitShort) : null);
     return h("li", { class: `tile${selected ? " is-selected" : ""}`, dataset: { id: item.id } },
       button,
       h("div", { class: "tile-meta" },
         h("span", { class: `tile-label${item.label ? "" : " is-unlabeled"}` },
           h("span", { class: "dot", style: { background: item.label ? this.labelColor(item.label) : "transparent" } }),
           h("span", { class: "tile-label-text" }, labelText)),
-        splitText ? h("span", { class: `split-tag split-${item.split}` }, splitText) : null,
         h("button", { type: "button", class: "tile-zoom", "aria-label": `View ${item.filename} larger`,
           onclick: () => this.view(item) }, icon("image"))));
   }

@@ -18,6 +18,7 @@ const QUEUED_HINT_S = 20;
 let finished = false;
 let source = null;
 let pollTimer = null;
+let latest = null;
 const openedAt = Date.now();
 
 function renderStatus(run) {
@@ -27,7 +28,7 @@ function renderStatus(run) {
   const head = run.options?.head && run.mode !== "finetune" ? ` · head ${run.options.head}` : "";
   replace(document.getElementById("run-subtitle"),
     `${MODE_NAMES[run.mode] || run.mode} · ${run.backbone}${head}`,
-    run.duration_s ? ` · ${duration(run.duration_s)}` : "");
+    run.duration_s && !ACTIVE_STATUSES.has(run.status) ? ` · ${duration(run.duration_s)}` : "");
   cancelButton.hidden = !ACTIVE_STATUSES.has(run.status);
   cancelButton.disabled = Boolean(run.cancel_requested);
   if (run.cancel_requested && ACTIVE_STATUSES.has(run.status)) replace(cancelButton, "Cancelling…");
@@ -42,7 +43,8 @@ function renderProgress(run) {
   bar.setAttribute("aria-valuenow", String(pct));
   bar.setAttribute("aria-valuetext", `${pct}% · ${stageName(run.stage)}`);
   bar.querySelector(".progress-fill").style.width = `${pct}%`;
-  bar.classList.toggle("is-indeterminate", run.status === "queued");
+  // Before the first measurable step (waiting, loading the network) the bar moves without a number.
+  bar.classList.toggle("is-indeterminate", run.status === "queued" || (run.progress || 0) < 0.01);
   replace(document.getElementById("progress-title"), run.status === "queued" ? "Queued" : `Training · ${pct}%`);
   let stage = stageName(run.stage);
   if (run.status === "queued") {
@@ -52,11 +54,21 @@ function renderProgress(run) {
     }
   }
   replace(document.getElementById("progress-stage"), stage);
-  const detail = [];
-  if (run.images_total) detail.push(`${run.images_done.toLocaleString()} of ${plural(run.images_total, "image")}`);
-  replace(document.getElementById("progress-detail"), detail.join(" · "));
-  replace(document.getElementById("progress-eta"), run.eta_s ? `about ${duration(run.eta_s)} left` : "");
+  latest = run;
+  renderTimes();
 }
+
+function renderTimes() {
+  // Redrawn every second so a long stage still shows that time is passing.
+  if (!latest || !ACTIVE_STATUSES.has(latest.status)) return;
+  const detail = [];
+  if (latest.images_total) detail.push(`${latest.images_done.toLocaleString()} of ${plural(latest.images_total, "image")}`);
+  if (latest.started_at) detail.push(`running for ${duration((Date.now() - Date.parse(latest.started_at)) / 1000)}`);
+  replace(document.getElementById("progress-detail"), detail.join(" · "));
+  replace(document.getElementById("progress-eta"), latest.eta_s ? `about ${duration(latest.eta_s)} left` : "");
+}
+
+setInterval(renderTimes, 1000);
 
 function renderEnd(run) {
   if (run.status === "failed") {

@@ -11,6 +11,7 @@ const MAX_BATCH_FILES = 25;
 const MAX_BATCH_BYTES = 20 * 1000 * 1000;
 const CONCURRENCY = 3;
 const LIST_LIMIT = 200;
+const RETRY_DELAY_MS = 1000;
 
 function skipped(name) {
   // Hidden files and OS litter (.DS_Store, Thumbs.db, __MACOSX) are never pictures.
@@ -128,7 +129,14 @@ export class UploadJob {
     const queue = [...batches];
     const runOne = async () => {
       while (queue.length && !this.cancelled) {
-        await this.send(queue.shift());
+        const batch = queue.shift();
+        await this.send(batch);
+        // A dropped connection or a server hiccup gets one quiet second try, at the back of the queue.
+        if (batch.state === "failed" && batch.transient && !batch.retried && !this.cancelled) {
+          batch.retried = true;
+          await new Promise((resolve) => setTimeout(resolve, RETRY_DELAY_MS));
+          queue.push(batch);
+        }
       }
     };
     this.scheduleRender();
@@ -162,6 +170,7 @@ export class UploadJob {
     } catch (error) {
       batch.state = "failed";
       batch.sent = 0;
+      batch.transient = error.status === 0 || error.status >= 500;
       batch.error = this.cancelled ? "Upload cancelled." : error.message;
     } finally {
       if (request) this.requests.delete(request);
@@ -176,7 +185,11 @@ export class UploadJob {
 
   retry() {
     const failed = this.batches.filter((batch) => batch.state === "failed");
-    for (const batch of failed) batch.state = "waiting";
+    for (const batch of failed) {
+      batch.state = "waiting";
+      batch.retried = false;
+    }
+    this.card.classList.remove("upload-finished");
     this.renderProgress();
     return this.start(failed);
   }
@@ -230,7 +243,7 @@ export class UploadJob {
     if (accepted.length) summary.push(`${plural(accepted.length, "picture")} added`);
     if (duplicates.length) summary.push(`${duplicates.length.toLocaleString()} already here`);
     if (rejected.length) summary.push(`${plural(rejected.length, "file")} not usable`);
-    if (failedFiles) summary.push(`${plural(failedFiles, "file")} not sent`);
+    if (failedFiles) summary.push(`${plural(failedFiles, "file")} not uploaded`);
     const kind = failedFiles || rejected.length ? "warn" : "ok";
 
     const sections = [];
@@ -251,7 +264,7 @@ export class UploadJob {
     if (failedFiles) {
       const messages = [...new Set(failed.map((batch) => batch.error))];
       sections.push(h("div", { class: "upload-failed notice notice-error", role: "alert" },
-        h("p", {}, h("strong", {}, `${plural(failedFiles, "file")} did not reach the server. `), messages.join(" ")),
+        h("p", {}, h("strong", {}, `${plural(failedFiles, "file")} could not be uploaded. `), messages.join(" ")),
         h("button", { type: "button", class: "btn btn-sm", onclick: () => this.retry() }, icon("retry"), "Retry")));
     }
     if (!sections.length) sections.push(h("p", { class: "muted" }, "Nothing to upload: no files were found."));

@@ -1,0 +1,273 @@
+"""The product in a real browser: sign up, drop a folder, label, train, read the dashboard."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.browser.conftest import PASSWORD, screenshot
+from tests.browser.dropping import dataset_files, drop_files
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+XSS = "<img src=x onerror=alert(1)>"
+TRAINING_TIMEOUT_MS = 240_000
+
+
+def create_project(page, name: str) -> int:  # type: ignore[no-untyped-def]
+    page.goto("/projects")
+    page.fill("#new-project-name", name)
+    page.click("#create-project button[type=submit]")
+    page.wait_for_url(re.compile(r"/projects/\d+$"))
+    page.wait_for_selector("#gallery .gallery-empty")
+    return int(page.url.rsplit("/", 1)[1])
+
+
+def wait_for_report(page):  # type: ignore[no-untyped-def]
+    card = page.locator(".upload.upload-finished").first
+    card.wait_for(timeout=120_000)
+    return card
+
+
+def label_item(page, name: str):  # type: ignore[no-untyped-def]
+    return page.locator(".label-item").filter(has=page.get_by_text(name, exact=True))
+
+
+def assert_no_script_ran(session) -> None:  # type: ignore[no-untyped-def]
+    assert session.dialogs == [], f"a JavaScript dialog fired: {session.dialogs}"
+    assert session.page.locator("img[src='x']").count() == 0
+    assert session.errors == [], f"uncaught errors in the page: {session.errors}"
+
+
+def test_sign_up_log_in_and_pages_need_a_session(new_session, server) -> None:  # type: ignore[no-untyped-def]
+    anonymous = new_session(sign_up=False)
+    page = anonymous.page
+    page.goto("/projects")
+    assert "/login?next=%2Fprojects" in page.url
+    screenshot(page, "login")
+
+    page.goto("/signup")
+    page.fill("#email", anonymous.email)
+    page.fill("#password", "short")
+    page.click("button[type=submit]")
+    expect(page.locator("#auth-error")).to_contain_text("at least 8 characters")
+    screenshot(page, "signup")
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url("**/projects")
+    page.get_by_text("No projects yet").wait_for()
+    screenshot(page, "projects-empty")
+
+    page.click("#logout")
+    page.wait_for_url("**/login")
+    page.goto("/login?next=/projects")
+    page.fill("#email", anonymous.email)
+    page.fill("#password", "wrong password")
+    page.click("button[type=submit]")
+    expect(page.locator("#auth-error")).to_contain_text("do not match")
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url("**/projects")
+    assert_no_script_ran(anonymous)
+
+
+def test_drop_label_train_dashboard_download_and_try(new_session, server, hymenoptera) -> None:  # type: ignore[no-untyped-def]
+    session = new_session()
+    page = session.page
+    project_id = create_project(page, f"Insects {XSS}")
+    assert page.locator("#project-name").inner_text() == f"Insects {XSS}"
+    screenshot(page, "project-empty")
+
+    # Drop the dataset folder: folder names become labels, train/ and val/ the splits.
+    drop_files(page, "#dropzone", dataset_files(hymenoptera, per_class=10))
+    report = wait_for_report(page)
+    assert report.get_attribute("data-accepted") == "40"
+    assert "40 pictures added" in report.locator(".upload-summary").inner_text()
+    label_item(page, "bees").locator(".label-count").filter(has_text="20").wait_for()
+    assert label_item(page, "ants").locator(".label-count").inner_text() == "20"
+    page.locator("#gallery .tile").first.wait_for()
+    screenshot(page, "project-uploaded")
+
+    # Rename a label to markup: it must stay text everywhere it is shown.
+    page.get_by_role("button", name="Rename bees").click()
+    page.fill("#modal-input", XSS)
+    page.get_by_role("button", name="Save").click()
+    label_item(page, XSS).wait_for()
+
+    # Relabel one ant as the other label with the keyboard shortcut (2 = second label).
+    page.select_option("#filter-label", "ants")
+    page.wait_for_function("document.querySelectorAll('#gallery .tile').length === 20")
+    page.locator("#gallery .tile-select").first.click()
+    assert page.locator("#selection-count").inner_text() == "1 image selected"
+    screenshot(page, "project-selection", full_page=False)
+    page.keyboard.press("2")
+    label_item(page, XSS).locator(".label-count").filter(has_text="21").wait_for()
+    assert label_item(page, "ants").locator(".label-count").inner_text() == "19"
+    page.wait_for_function("document.querySelectorAll('#gallery .tile').length === 19")
+    page.select_option("#filter-label", "")
+
+    # Train with the defaults: quick mode, tf_efficientnet_lite0, head auto.
+    page.click("#train-button")
+    page.locator("#backbone-tf_efficientnet_lite0").wait_for()
+    assert page.locator("#backbone-tf_efficientnet_lite0").is_checked()
+    assert page.locator("input[name=mode][value=linear]").is_checked()
+    assert page.locator("#head").input_value() == "auto"
+    screenshot(page, "train-dialog", full_page=False)
+    # Logistic regression skips auto's cross-validated comparison of heads: same path, less time.
+    page.select_option("#head", "logreg")
+    page.click("#start-training")
+    page.wait_for_url(re.compile(r"/runs/\d+$"))
+    run_id = int(page.url.rsplit("/", 1)[1])
+
+    # Live progress until done.
+    seen = []
+    deadline = time.monotonic() + TRAINING_TIMEOUT_MS / 1000
+    while time.monotonic() < deadline:
+        if page.locator("#run-progress").is_visible():
+            seen.append(int(page.locator("#run-progress").get_attribute("aria-valuenow")))
+            if len(seen) == 3:
+                screenshot(page, "run-progress", full_page=False)
+        if page.locator("#dashboard .metric-big").is_visible():
+            break
+        page.wait_for_timeout(250)
+    if not page.locator("#dashboard .metric-big").is_visible():
+        screenshot(page, "run-timeout")
+    page.locator("#dashboard .metric-big").wait_for(timeout=5_000)
+    assert page.locator("#run-status").inner_text() == "Done"
+    assert page.locator("#progress-card").is_hidden()
+    assert seen == sorted(seen), f"progress went backwards: {seen}"
+
+    accuracy = page.locator(".metric-big .metric-value").inner_text()
+    assert re.fullmatch(r"\d{1,3}\.\d%", accuracy), accuracy
+    assert float(accuracy[:-1]) >= 50
+    classes = page.locator("#per-class tbody th").all_inner_texts()
+    assert sorted(classes) == sorted(["ants", XSS])
+    page.locator("#confusion-chart g.ytick text").first.wait_for()
+    assert XSS in page.locator("#confusion-chart").inner_text()
+    screenshot(page, "run-dashboard")
+
+    # A confusion-matrix cell opens the images behind it (top-left: true ants, predicted ants).
+    labels = page.evaluate("document.getElementById('confusion-chart').data[0].y")
+    box = page.locator("#confusion-chart .nsewdrag").first.bounding_box()
+    n = len(labels)
+    page.mouse.click(box["x"] + box["width"] / (2 * n), box["y"] + box["height"] / (2 * n))
+    page.locator("#cell-dialog[open]").wait_for()
+    title = page.locator("#cell-title").inner_text()
+    first = labels[0].replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+    assert f"of “{first}” predicted as “{first}”" in title
+    assert page.locator("#cell-images .pred").count() >= 1
+    screenshot(page, "run-confusion-cell", full_page=False)
+    page.keyboard.press("Escape")
+
+    # Download the ONNX model: the bytes are the artifact the API lists.
+    run = page.request.get(f"/api/runs/{run_id}").json()
+    onnx = next(a for a in run["artifacts"] if a["format"] == "onnx")
+    with page.expect_download() as download_info:
+        page.click("a.download[data-format=onnx]")
+    path = Path(download_info.value.path())
+    assert download_info.value.suggested_filename.endswith(".onnx")
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == onnx["sha256"]
+
+    # Try the model with one picture.
+    picture = sorted((hymenoptera / "val" / "ants").iterdir())[-1]
+    page.set_input_files("#try-input", str(picture))
+    answer = page.locator(".try-label strong")
+    answer.wait_for()
+    assert answer.inner_text() in ("ants", XSS)
+    assert page.locator(".bars li").count() == 2
+    screenshot(page, "run-try-model")
+    assert_no_script_ran(session)
+
+    # Someone else gets the same 404 as for a page that does not exist.
+    stranger = new_session()
+    for url in (f"/projects/{project_id}", f"/runs/{run_id}", "/runs/999999"):
+        response = stranger.page.goto(url)
+        assert response.status == 404, url
+        assert "not found" in stranger.page.locator("h1").inner_text().lower()
+    screenshot(stranger.page, "not-found")
+
+    # The project list and the project page show the finished run.
+    page.goto("/projects")
+    page.locator(".project-card").first.wait_for()
+    screenshot(page, "projects")
+    page.goto(f"/projects/{project_id}")
+    page.locator("#runs-table tbody tr .status[data-status=succeeded]").wait_for()
+    assert_no_script_ran(session)
+
+
+def test_full_dataset_upload_reports_every_file_and_page_stays_responsive(  # type: ignore[no-untyped-def]
+    new_session, server, hymenoptera
+) -> None:
+    session = new_session()
+    page = session.page
+    create_project(page, "Full hymenoptera")
+    jpeg = (hymenoptera / "train" / "ants" / "0013035.jpg").read_bytes()
+    bad = [
+        ("hymenoptera/train/ants/notes.jpg", b"these are my notes, not a picture\n" * 20),
+        ("hymenoptera/train/bees/empty.png", b""),
+        ("hymenoptera/val/ants/truncated.jpg", jpeg[: len(jpeg) // 2]),
+    ]
+    files = dataset_files(hymenoptera) + bad
+    assert len(files) == 401
+
+    started = time.monotonic()
+    drop_files(page, "#dropzone", files)
+    page.locator(".upload .progress").first.wait_for()
+    round_trips = []
+    while not page.locator(".upload.upload-finished").count():
+        t0 = time.monotonic()
+        page.evaluate("() => document.querySelectorAll('.tile').length")
+        round_trips.append(time.monotonic() - t0)
+        page.wait_for_timeout(100)
+        assert time.monotonic() - started < 180, "upload did not finish"
+    report = wait_for_report(page)
+    print(
+        f"\n401 files in {time.monotonic() - started:.1f}s; page round trip "
+        f"max {max(round_trips) * 1000:.0f} ms over {len(round_trips)} probes"
+    )
+    assert max(round_trips) < 1.0, round_trips
+
+    assert report.get_attribute("data-accepted") == "398"
+    assert report.get_attribute("data-duplicates") == "0"
+    assert report.get_attribute("data-rejected") == "3"
+    assert report.get_attribute("data-failed") == "0"
+    reasons = dict(
+        zip(
+            report.locator(".file-report-bad .file-name").all_inner_texts(),
+            report.locator(".file-report-bad .file-reason").all_inner_texts(),
+            strict=True,
+        )
+    )
+    assert "not a picture" in reasons["hymenoptera/train/ants/notes.jpg"]
+    assert "empty" in reasons["hymenoptera/train/bees/empty.png"]
+    assert "damaged or incomplete" in reasons["hymenoptera/val/ants/truncated.jpg"]
+    label_item(page, "ants").locator(".label-count").filter(has_text="194").wait_for()
+    assert label_item(page, "bees").locator(".label-count").inner_text() == "204"
+    assert page.locator("#gallery-count").inner_text().endswith("of 398 images")
+    screenshot(page, "project-full-upload")
+
+    # The network fails for a second drop: after its one automatic retry the report offers a
+    # Retry button, which sends the failed batches again once the network is back.
+    def offline(route):  # type: ignore[no-untyped-def]
+        if route.request.method == "POST":
+            route.abort()
+        else:
+            route.continue_()
+
+    page.route("**/api/projects/*/images", offline)
+    page.locator(".upload").first.get_by_role("button", name="Dismiss this upload report").click()
+    drop_files(page, "#dropzone", dataset_files(hymenoptera, per_class=3))
+    failed = page.locator(".upload.upload-finished[data-failed='12']")
+    failed.wait_for(timeout=30_000)
+    expect(failed.locator(".upload-failed")).to_contain_text("12 files could not be uploaded")
+    screenshot(page, "upload-failed", full_page=False)
+    page.unroute("**/api/projects/*/images")
+    failed.get_by_role("button", name="Retry").click()
+    # Already uploaded above: every picture is reported as already there.
+    page.locator(".upload.upload-finished[data-duplicates='12'][data-failed='0']").wait_for(timeout=60_000)
+    assert_no_script_ran(session)
