@@ -53,7 +53,9 @@ UNSAFE_PATH = (
     "Skipped: this entry's path points outside the zip's folder (or uses a drive letter or "
     "backslashes), so it was not opened."
 )
-NESTED_ARCHIVE = "Skipped: archives inside a zip are not unpacked. Upload that archive on its own."
+NESTED_ARCHIVE = (
+    "Skipped: archives are not unpacked inside a zip or a folder. Upload that archive on its own."
+)
 ENCRYPTED = "This entry of the zip is password-protected; unpack it and upload the pictures."
 ZIP_DAMAGED = "This zip file is damaged or incomplete and could not be opened."
 ZIP_ENTRY_DAMAGED = "This entry of the zip is damaged and could not be unpacked."

@@ -152,7 +152,7 @@ def test_archives_inside_a_zip_are_not_unpacked(upload, assert_nothing_stored):
     assert response.status_code == 200
     why = reasons(response.json())
     assert set(why) == set(inner)
-    assert all("archives inside a zip are not unpacked" in reason for reason in why.values())
+    assert all("archives are not unpacked inside a zip" in reason for reason in why.values())
     assert_nothing_stored()
 
 
