@@ -1,4 +1,4 @@
-"""The HTML pages: server-rendered shells (names escaped by Jinja) that ES modules fill from /api."""
+"""HTML pages: server-rendered shells (names escaped by Jinja) that ES modules fill from /api."""
 
 from __future__ import annotations
 

@@ -31,6 +31,7 @@ SCREENSHOTS = Path(__file__).resolve().parent / "screenshots"
 DESKTOP = {"width": 1280, "height": 860}
 PHONE = {"width": 390, "height": 844}
 PASSWORD = "correct horse battery"
+SERVE = [sys.executable, "-m", "backend.cli", "serve", "--host", "127.0.0.1"]
 
 
 def _free_port() -> int:
@@ -70,7 +71,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     }
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "backend.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            [*SERVE, "--port", str(port)],
             cwd=REPO_ROOT,
             env=env,
             stdout=out,
@@ -132,9 +133,7 @@ def new_session(browser, server: Server):  # type: ignore[no-untyped-def]
     contexts = []
 
     def make(sign_up: bool = True) -> Session:
-        context = browser.new_context(
-            viewport=DESKTOP, accept_downloads=True, base_url=server.url
-        )
+        context = browser.new_context(viewport=DESKTOP, accept_downloads=True, base_url=server.url)
         contexts.append(context)
         page = context.new_page()
         page.set_default_timeout(20_000)
@@ -157,6 +156,7 @@ def new_session(browser, server: Server):  # type: ignore[no-untyped-def]
 def screenshot(page, name: str, full_page: bool = True) -> None:  # type: ignore[no-untyped-def]
     """Save the page at 1280 px and at phone width, then restore the desktop size."""
     SCREENSHOTS.mkdir(exist_ok=True)
+    page.evaluate("window.scrollTo(0, 0)")  # a sticky header is drawn once, at the top
     page.screenshot(path=str(SCREENSHOTS / f"{name}-1280.png"), full_page=full_page)
     page.set_viewport_size(PHONE)
     page.wait_for_timeout(150)  # let responsive charts re-lay out

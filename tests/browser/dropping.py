@@ -4,51 +4,47 @@ from __future__ import annotations
 
 from pathlib import Path
 
-FIXTURE_URL = "/__browser_test_files__"
+# Files reach the page through a hidden file input (the browser reads them from disk, nothing
+# crosses the DevTools pipe); the drop then carries those File objects.
+ADD_INPUT = """() => {
+  const input = document.createElement("input");
+  input.type = "file";
+  input.multiple = true;
+  input.id = "__test_files";
+  input.hidden = true;
+  document.body.append(input);
+}"""
 
-BUILD_DATA_TRANSFER = """
-async ({url, files}) => {
-  const blob = await (await fetch(url)).blob();
+BUILD_DATA_TRANSFER = """(paths) => {
+  const input = document.getElementById("__test_files");
   const transfer = new DataTransfer();
-  let offset = 0;
-  for (const {path, size, type} of files) {
-    const name = path.split("/").pop();
-    const file = new File([blob.slice(offset, offset + size)], name, {type});
-    offset += size;
+  Array.from(input.files).forEach((file, i) => {
     // What a dropped folder's files carry; a DataTransfer built by a script has no entries.
+    const path = paths[i];
     if (path.includes("/")) Object.defineProperty(file, "webkitRelativePath", {value: path});
     transfer.items.add(file);
-  }
+  });
+  input.remove();
   return transfer;
-}
-"""
-
-TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".gif": "image/gif"}
+}"""
 
 
-def drop_files(page, target: str, files: list[tuple[str, bytes]]) -> None:  # type: ignore[no-untyped-def]
-    """Drop ``(relative path, bytes)`` pairs onto ``target`` with dragenter, dragover and drop."""
-    body = b"".join(data for _, data in files)
-    page.route(
-        f"**{FIXTURE_URL}",
-        lambda route: route.fulfill(body=body, content_type="application/octet-stream"),
-    )
-    described = [
-        {"path": path, "size": len(data), "type": TYPES.get(Path(path).suffix.lower(), "")}
-        for path, data in files
-    ]
-    transfer = page.evaluate_handle(BUILD_DATA_TRANSFER, {"url": FIXTURE_URL, "files": described})
+def drop_files(page, target: str, files: list[tuple[str, Path]]) -> None:  # type: ignore[no-untyped-def]
+    """Drop ``(relative path, file on disk)`` pairs onto ``target``: dragenter, dragover, drop."""
+    page.evaluate(ADD_INPUT)
+    page.set_input_files("#__test_files", [str(path) for _, path in files])
+    transfer = page.evaluate_handle(BUILD_DATA_TRANSFER, [relative for relative, _ in files])
     for event in ("dragenter", "dragover", "drop"):
         page.dispatch_event(target, event, {"dataTransfer": transfer})
-    page.unroute(f"**{FIXTURE_URL}")
 
 
-def dataset_files(root: Path, per_class: int | None = None, top: str = "hymenoptera") -> list[tuple[str, bytes]]:
+def dataset_files(
+    root: Path, per_class: int | None = None, top: str = "hymenoptera"
+) -> list[tuple[str, Path]]:
     """``top/train/ants/x.jpg``-style paths, as when the dataset folder itself is dropped."""
     files = []
     for split in ("train", "val"):
         for label in ("ants", "bees"):
-            paths = sorted((root / split / label).iterdir())
-            for path in paths[:per_class] if per_class else paths:
-                files.append((f"{top}/{split}/{label}/{path.name}", path.read_bytes()))
+            paths = sorted((root / split / label).iterdir())[:per_class]
+            files += [(f"{top}/{split}/{label}/{path.name}", path) for path in paths]
     return files

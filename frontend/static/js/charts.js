@@ -63,11 +63,15 @@ export function confusionHeatmap(Plotly, el, { labels, matrix }, onCell) {
     xgap: 2,
     ygap: 2,
   };
-  const size = Math.max(260, Math.min(520, 90 * labels.length + 90));
+  const size = Math.max(280, Math.min(560, 90 * labels.length + 110));
+  // Long names are shortened on the axes (hover shows them whole); automargin keeps them visible.
+  const short = labels.map((name) => plotText(name.length > 18 ? `${name.slice(0, 17)}…` : name));
+  const axis = { type: "category", automargin: true, tickvals: names, ticktext: short };
   const layout = baseLayout({
     height: size,
-    xaxis: { title: { text: "Predicted" }, side: "bottom", type: "category", tickangle: labels.length > 4 ? -30 : 0 },
-    yaxis: { title: { text: "True" }, autorange: "reversed", type: "category" },
+    margin: { l: 16, r: 8, t: 8, b: 16 },
+    xaxis: { ...axis, title: { text: "Predicted" }, side: "bottom", tickangle: labels.length > 3 ? -30 : 0 },
+    yaxis: { ...axis, title: { text: "True" }, autorange: "reversed" },
   });
   Plotly.newPlot(el, [trace], layout, CONFIG);
   el.on("plotly_click", (event) => {
