@@ -67,8 +67,6 @@ class ImagePage(BaseModel):
 class ImageQuery(BaseModel):
     """Filters of the image list; ``split=unassigned`` finds images without a split."""
 
-    model_config = ConfigDict(extra="forbid")
-
     label: str | None = None
     split: Literal["train", "val", "test", "unassigned", ""] | None = None
     unlabeled: bool = False
