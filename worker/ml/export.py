@@ -1,0 +1,172 @@
+"""Export trained classifiers (and featurization backbones) to ONNX and TorchScript.
+
+Every artifact is written to a temporary name in its destination folder, checked
+against the PyTorch model, then renamed: a listed artifact is always complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from backend.inference.preprocess import Preprocess
+from worker.ml.heads import TrainedHead
+
+AUTODL_VERSION = "0.1.0"
+ONNX_OPSET = 18
+PARITY_ATOL = 1e-4
+
+
+class Classifier(nn.Module):
+    """Backbone features -> head logits -> softmax probabilities."""
+
+    def __init__(self, backbone: nn.Module, head: nn.Module) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.head(self.backbone(x)), dim=-1)
+
+
+def build_classifier(backbone_module: nn.Module, head: TrainedHead | nn.Module) -> nn.Module:
+    """Compose a pooled-feature backbone and a head into an image -> probabilities model."""
+    head_module = head.to_torch() if isinstance(head, TrainedHead) else head
+    return Classifier(backbone_module, head_module).eval()
+
+
+@contextmanager
+def _atomic_path(out_path: Path) -> Iterator[Path]:
+    """A temporary path next to ``out_path``, renamed onto it if the block succeeds."""
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=out_path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, out_path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _sample_input(preprocess: Preprocess, batch: int = 2) -> torch.Tensor:
+    # Batch 2, not 1: the exporter specialises dimensions of size 0 and 1.
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(batch, 3, preprocess.input_size, preprocess.input_size, generator=g)
+
+
+def _check_parity(
+    run: Callable[[np.ndarray], np.ndarray], model: nn.Module, sample: torch.Tensor, what: str
+) -> None:
+    with torch.no_grad():
+        expected = model(sample).float().numpy()
+    got = run(sample.numpy())
+    err = float(np.abs(got - expected).max())
+    if not err <= PARITY_ATOL:
+        raise RuntimeError(f"exported {what} differs from the PyTorch model by {err:.2e}")
+
+
+def _onnxruntime_run(path: Path) -> Callable[[np.ndarray], np.ndarray]:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return lambda x: np.asarray(session.run(None, {name: x})[0])
+
+
+def write_onnx(
+    model: nn.Module,
+    sample: torch.Tensor,
+    out_path: Path,
+    *,
+    output_name: str,
+    metadata: dict[str, str] | None = None,
+) -> Path:
+    """Export ``model`` (input ``input``, dynamic batch), verify it in onnxruntime, rename."""
+    model = model.eval()
+    out_path = Path(out_path)
+    with torch.no_grad():
+        program = torch.onnx.export(
+            model,
+            (sample,),
+            dynamo=True,
+            verbose=False,
+            opset_version=ONNX_OPSET,
+            input_names=["input"],
+            output_names=[output_name],
+            dynamic_shapes=({0: torch.export.Dim("batch")},),
+        )
+    assert program is not None
+    for key, value in (metadata or {}).items():
+        program.model.metadata_props[key] = value
+    with _atomic_path(out_path) as tmp:
+        program.save(str(tmp))
+        _check_parity(_onnxruntime_run(tmp), model, sample, "ONNX model")
+    return out_path
+
+
+def _artifact_metadata(
+    preprocess: Preprocess, labels: Sequence[str], metadata: dict[str, str] | None
+) -> dict[str, str]:
+    """String metadata every artifact carries: caller's keys plus labels and preprocessing."""
+    props = {
+        **(metadata or {}),
+        "labels": json.dumps(list(labels)),
+        "preprocess": json.dumps(preprocess.to_dict()),
+        "autodl_version": AUTODL_VERSION,
+    }
+    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in props.items()}
+
+
+def export_onnx(
+    model: nn.Module,
+    preprocess: Preprocess,
+    labels: Sequence[str],
+    out_path: Path,
+    *,
+    metadata: dict[str, str] | None = None,
+) -> Path:
+    """Write an image classifier as ONNX: ``input`` (N,3,H,W) -> ``probabilities`` (N,C).
+
+    Labels, preprocessing and autodl's version travel in the metadata, so a predictor needs
+    nothing but the file.
+    """
+    props = _artifact_metadata(preprocess, labels, metadata)
+    return write_onnx(
+        model, _sample_input(preprocess), out_path, output_name="probabilities", metadata=props
+    )
+
+
+def export_torchscript(
+    model: nn.Module,
+    preprocess: Preprocess,
+    labels: Sequence[str],
+    out_path: Path,
+    *,
+    metadata: dict[str, str] | None = None,
+) -> Path:
+    """Write an image classifier as TorchScript (traced), with the same metadata as ONNX."""
+    model = model.eval()
+    sample = _sample_input(preprocess)
+    with torch.no_grad():
+        traced = torch.jit.trace(model, sample)
+    extra = _artifact_metadata(preprocess, labels, metadata)
+    out_path = Path(out_path)
+    with _atomic_path(out_path) as tmp:
+        torch.jit.save(traced, str(tmp), _extra_files=extra)
+        loaded = torch.jit.load(str(tmp))
+
+        def run(x: np.ndarray) -> np.ndarray:
+            with torch.no_grad():
+                return loaded(torch.from_numpy(x)).numpy()
+
+        _check_parity(run, model, sample, "TorchScript model")
+    return out_path

@@ -1,0 +1,291 @@
+"""Batched featurization with a persistent embedding cache.
+
+Embeddings are cached per (image SHA-256, backbone, weights digest, preprocessing): one
+folder per cache key holding one ``.npy`` per image, each written to a temporary name
+and renamed, so concurrent workers never see a partial file. On CPU the backbone runs
+as an exported ONNX graph (OpenVINO or ONNX Runtime); on CUDA in PyTorch with autocast
+and channels_last. Decoding runs in a thread pool (PIL releases the GIL) one batch
+ahead of inference, and at most two batches are decoded at any time.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+
+from backend.inference.preprocess import Preprocess, load_image
+from worker.ml.backbones import create_backbone
+from worker.ml.errors import Cancelled
+from worker.ml.export import write_onnx
+from worker.ml.weights import WeightsInfo
+
+log = logging.getLogger(__name__)
+
+Runtime = Literal["auto", "openvino", "onnxruntime", "torch"]
+Runner = Callable[[np.ndarray], np.ndarray]
+# Preference order on CPU. On the 2-core benchmark machine ONNX Runtime measured as fast
+# as or faster than OpenVINO on the same graph (docs/benchmarks.md).
+CPU_RUNTIMES: tuple[str, ...] = ("onnxruntime", "openvino")
+
+
+@dataclass
+class EmbeddingResult:
+    """Embeddings in input order; rows of unreadable images are NaN and listed in ``failed``."""
+
+    embeddings: np.ndarray
+    n_computed: int
+    n_cached: int
+    weights: WeightsInfo
+    preprocess: Preprocess
+    seconds: float
+    failed: list[str] = field(default_factory=list)
+    runtime: str = ""
+
+    @property
+    def valid(self) -> np.ndarray:
+        """Boolean mask of the rows that hold an embedding."""
+        return ~np.isnan(self.embeddings).any(axis=1)
+
+
+def cache_key(backbone: str, weights: WeightsInfo, preprocess: Preprocess) -> str:
+    """Name of the cache folder for embeddings of one backbone, weights and preprocessing."""
+    blob = json.dumps(
+        {"backbone": backbone, "weights": weights.digest, "preprocess": preprocess.to_dict()},
+        sort_keys=True,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+def _atomic_save(path: Path, array: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.save(f, array)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+class EmbeddingCache:
+    """One folder per cache key, one ``<sha256>.npy`` per image (two-level fan-out)."""
+
+    def __init__(self, root: Path, key: str) -> None:
+        self.dir = Path(root) / "embeddings" / key
+
+    def _path(self, sha: str) -> Path:
+        return self.dir / sha[:2] / f"{sha}.npy"
+
+    def get(self, sha: str) -> np.ndarray | None:
+        try:
+            return np.load(self._path(sha))
+        except (FileNotFoundError, ValueError, OSError):
+            return None  # absent, or damaged: recompute and overwrite
+
+    def put(self, sha: str, vector: np.ndarray) -> None:
+        _atomic_save(self._path(sha), np.asarray(vector, dtype=np.float32))
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` means CUDA when available, else CPU."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def _onnx_path(cache_dir: Path, backbone: str, weights: WeightsInfo, pp: Preprocess) -> Path:
+    key = cache_key(backbone, weights, pp)
+    return Path(cache_dir) / "onnx" / f"{backbone.replace('/', '--')}-{key}.onnx"
+
+
+def feature_onnx(
+    model: torch.nn.Module, backbone: str, weights: WeightsInfo, pp: Preprocess, cache_dir: Path
+) -> Path:
+    """The pooled-feature ONNX graph of a backbone, exported once per weights digest."""
+    path = _onnx_path(cache_dir, backbone, weights, pp)
+    if not path.exists():
+        log.info("exporting %s to %s", backbone, path)
+        sample = torch.randn(2, 3, pp.input_size, pp.input_size)
+        write_onnx(model, sample, path, output_name="features")
+    return path
+
+
+@functools.lru_cache(maxsize=2)
+def _cpu_runner(path: str, runtime: str, threads: int) -> Runner:
+    """A compiled CPU session, kept per process: compiling takes a second or more."""
+    if runtime == "openvino":
+        import openvino as ov
+
+        core = ov.Core()
+        compiled = core.compile_model(
+            path,
+            "CPU",
+            {
+                "INFERENCE_NUM_THREADS": threads,
+                "PERFORMANCE_HINT": "LATENCY",
+                "CACHE_DIR": str(Path(path).parent / "openvino-cache"),
+            },
+        )
+        request = compiled.create_infer_request()
+        output = compiled.output(0)
+        return lambda x: np.array(request.infer({0: x})[output], dtype=np.float32)
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    # Spinning workers would steal the cores the decode threads need between batches.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    return lambda x: np.asarray(session.run(None, {"input": x})[0], dtype=np.float32)
+
+
+def _available_cpu_runtime() -> str:
+    import importlib.util
+
+    for name in CPU_RUNTIMES:
+        if importlib.util.find_spec(name) is not None:
+            return name
+    return "torch"
+
+
+def _torch_runner(model: torch.nn.Module, device: str) -> Runner:
+    model = model.to(device, memory_format=torch.channels_last)
+    use_amp = device.startswith("cuda")
+
+    def run(x: np.ndarray) -> np.ndarray:
+        batch = torch.from_numpy(x).to(device, non_blocking=True)
+        batch = batch.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode(), torch.autocast(device.split(":")[0], enabled=use_amp):
+            return model(batch).float().cpu().numpy()
+
+    return run
+
+
+def _load_or_none(path: str | Path, pp: Preprocess) -> np.ndarray | None:
+    try:
+        return load_image(path, pp)
+    except Exception as exc:  # any undecodable file is reported, not fatal
+        log.warning("cannot read image %s: %s", path, exc)
+        return None
+
+
+def embed_images(
+    items: Sequence[tuple[str, str | Path]],
+    backbone: str,
+    *,
+    cache_dir: Path,
+    weights_dir: Path | None = None,
+    device: str = "auto",
+    batch_size: int = 32,
+    progress: Callable[[int, int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    threads: int | None = None,
+    runtime: Runtime = "auto",
+    offline: bool | None = None,
+) -> EmbeddingResult:
+    """Pooled backbone features of ``items`` ((sha256, path) pairs), cached on disk.
+
+    Only images missing from the cache are decoded and run through the backbone.
+    ``progress(done, total)`` is called after each batch, ``should_stop()`` before each
+    (raising Cancelled); unreadable images are skipped and listed in ``failed``.
+    """
+    start = time.perf_counter()
+    threads = threads or os.cpu_count() or 1
+    model, pp, weights = create_backbone(backbone, weights_dir=weights_dir, offline=offline)
+    cache = EmbeddingCache(cache_dir, cache_key(backbone, weights, pp))
+
+    unique: dict[str, str | Path] = dict(items)
+    vectors: dict[str, np.ndarray] = {}
+    todo: list[tuple[str, str | Path]] = []
+    for sha, path in unique.items():
+        cached = cache.get(sha)
+        if cached is None:
+            todo.append((sha, path))
+        else:
+            vectors[sha] = cached
+    n_cached = len(vectors)
+    total = len(unique)
+    if progress:
+        progress(n_cached, total)
+
+    failed: list[str] = []
+    used = ""
+    if todo:
+        used, run = _make_runner(model, backbone, weights, pp, cache_dir, device, runtime, threads)
+        batches = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
+        # Decode with every core: inference and decoding overlap and share them.
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+
+            def submit(batch: list[tuple[str, str | Path]]) -> list[Future[np.ndarray | None]]:
+                return [pool.submit(_load_or_none, path, pp) for _, path in batch]
+
+            pending = submit(batches[0])
+            for index, batch in enumerate(batches):
+                if should_stop and should_stop():
+                    for fut in pending:
+                        fut.cancel()
+                    raise Cancelled()
+                arrays = [fut.result() for fut in pending]
+                if index + 1 < len(batches):
+                    pending = submit(batches[index + 1])
+                ok = [(sha, a) for (sha, _), a in zip(batch, arrays, strict=True) if a is not None]
+                failed += [sha for (sha, _), a in zip(batch, arrays, strict=True) if a is None]
+                if ok:
+                    feats = run(np.stack([a for _, a in ok]))
+                    for (sha, _), vector in zip(ok, feats, strict=True):
+                        cache.put(sha, vector)
+                        vectors[sha] = vector
+                if progress:
+                    progress(len(vectors) + len(failed), total)
+
+    dim = next(iter(vectors.values())).shape[0] if vectors else int(model.num_features)
+    embeddings = np.full((len(items), dim), np.nan, dtype=np.float32)
+    for row, (sha, _) in enumerate(items):
+        if sha in vectors:
+            embeddings[row] = vectors[sha]
+    return EmbeddingResult(
+        embeddings=embeddings,
+        n_computed=len(todo) - len(failed),
+        n_cached=n_cached,
+        weights=weights,
+        preprocess=pp,
+        seconds=time.perf_counter() - start,
+        failed=failed,
+        runtime=used,
+    )
+
+
+def _make_runner(
+    model: torch.nn.Module,
+    backbone: str,
+    weights: WeightsInfo,
+    pp: Preprocess,
+    cache_dir: Path,
+    device: str,
+    runtime: Runtime,
+    threads: int,
+) -> tuple[str, Runner]:
+    """Pick and build the inference runtime: PyTorch on CUDA, an ONNX runtime on CPU."""
+    device = resolve_device(device)
+    if runtime == "auto":
+        runtime = "torch" if device != "cpu" else _available_cpu_runtime()  # type: ignore[assignment]
+    if runtime == "torch":
+        torch.set_num_threads(threads)
+        return "torch", _torch_runner(model, device)
+    path = feature_onnx(model, backbone, weights, pp, cache_dir)
+    return str(runtime), _cpu_runner(str(path), str(runtime), threads)
