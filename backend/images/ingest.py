@@ -30,7 +30,7 @@ from backend.images.decode import NotAPicture, read_picture
 from backend.images.models import SPLITS, Image
 from backend.projects.models import Label, Project
 from backend.projects.schemas import clean_name
-from backend.projects.service import _next_color, find_label
+from backend.projects.service import next_label_color, find_label
 from backend.storage import FileTooLarge, ImageStore, StagedFile
 
 logger = logging.getLogger(__name__)
@@ -422,7 +422,7 @@ def ensure_label(session: Session, project: Project, name: str) -> Label:
     label = find_label(session, project, name)
     if label is None:
         count = session.scalar(select(func.count()).where(Label.project_id == project.id)) or 0
-        values = {"project_id": project.id, "name": name, "color": _next_color(count)}
+        values = {"project_id": project.id, "name": name, "color": next_label_color(count)}
         _insert_unless_present(session, Label, values, ["project_id", "name"])
         label = find_label(session, project, name)
         if label is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import colorsys
 from collections import defaultdict
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from backend.auth.models import User
@@ -111,7 +111,7 @@ def _total(c: SplitCounts) -> int:
     return c.train + c.val + c.test + c.unassigned
 
 
-def _next_color(index: int) -> str:
+def next_label_color(index: int) -> str:
     # Golden-angle hues keep neighbouring labels distinguishable.
     r, g, b = colorsys.hls_to_rgb((index * 0.618034) % 1.0, 0.5, 0.65)
     return f"#{int(r * 255):02x}{int(g * 255):02x}{int(b * 255):02x}"
@@ -121,18 +121,11 @@ def find_label(session: Session, project: Project, name: str) -> Label | None:
     return session.scalar(select(Label).where(Label.project_id == project.id, Label.name == name))
 
 
-def get_or_create_label(session: Session, project: Project, name: str) -> Label:
-    label = find_label(session, project, name)
-    if label is None:
-        label = create_label(session, project, name)
-    return label
-
-
 def create_label(session: Session, project: Project, name: str, color: str | None = None) -> Label:
     if find_label(session, project, name) is not None:
         raise LabelExists()
     n = session.scalar(select(func.count()).where(Label.project_id == project.id)) or 0
-    label = Label(project_id=project.id, name=name, color=color or _next_color(n))
+    label = Label(project_id=project.id, name=name, color=color or next_label_color(n))
     session.add(label)
     session.flush()
     return label
@@ -160,8 +153,6 @@ def update_label(
 
 def delete_label(session: Session, label: Label) -> None:
     """Delete a label; its images stay in the project, unlabelled."""
-    session.execute(
-        Image.__table__.update().where(Image.label_id == label.id).values(label_id=None)
-    )
+    session.execute(update(Image).where(Image.label_id == label.id).values(label_id=None))
     session.delete(label)
     session.flush()
