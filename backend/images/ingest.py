@@ -30,7 +30,7 @@ from backend.images.decode import NotAPicture, read_picture
 from backend.images.models import SPLITS, Image
 from backend.projects.models import Label, Project
 from backend.projects.schemas import clean_name
-from backend.projects.service import next_label_color, find_label
+from backend.projects.service import find_label, next_label_color
 from backend.storage import FileTooLarge, ImageStore, StagedFile
 
 logger = logging.getLogger(__name__)
