@@ -141,8 +141,8 @@ def ingest_files(
     label: str | None,
     split: str | None,
 ) -> IngestReport:
-    """Add pictures and .zip files to ``project``; ``label``/``split`` apply where a zip's
-    folders do not say otherwise."""
+    """Add pictures and .zip files to ``project``; ``label``/``split`` apply where the folders
+    of a zip entry or of a relative file name (``train/ants/x.jpg``) do not say otherwise."""
     run = _Ingest(session, settings, project)
     label, split = parse_label(label), parse_split(split)
     for source in sources:
@@ -152,8 +152,28 @@ def ingest_files(
         elif name.lower().endswith(".zip"):
             run.add_zip(source, label, split)
         else:
-            run.add_file(source.filename, name, source.fileobj, label, split)
+            folder_split, folder_label = _folders_in_filename(source.filename)
+            run.add_file(
+                source.filename,
+                name,
+                source.fileobj,
+                folder_label or label,
+                folder_split or split,
+            )
     return run.report
+
+
+def _folders_in_filename(filename: str) -> tuple[str | None, str | None]:
+    """A dropped folder's files arrive as ``train/ants/x.jpg``: the same rules as a zip's
+    folders apply. Paths that could escape a folder are ignored, only the name is kept."""
+    if "/" not in filename:
+        return None, None
+    try:
+        parts = _safe_parts(filename)
+    except _Rejection:
+        return None, None
+    split, label = _placement(parts[:-1])
+    return split, label_name(label) if label else None
 
 
 def ingest_directory(

@@ -203,3 +203,22 @@ def test_parallel_uploads_share_a_new_label_and_dedupe_shared_files(client, user
     assert sum(len(r["duplicates"]) for r in reports) == 3
     detail = client.get(f"/api/projects/{project['id']}", headers=user.headers).json()
     assert [(label["name"], label["count"]) for label in detail["labels"]] == [("brand new", 9)]
+
+
+def test_relative_paths_in_file_names_name_label_and_split(
+    client: TestClient, user: ApiUser, project: dict, hymenoptera: Path
+) -> None:
+    """A dropped folder (or `autodl upload DIR`) sends train/ants/x.jpg as the file name."""
+    ant = sorted((hymenoptera / "val" / "ants").iterdir())[0]
+    bee = sorted((hymenoptera / "train" / "bees").iterdir())[0]
+    response = client.post(
+        f"/api/projects/{project['id']}/images",
+        files=[
+            ("files", (f"val/ants/{ant.name}", ant.read_bytes(), "image/jpeg")),
+            ("files", (f"bees/{bee.name}", bee.read_bytes(), "image/jpeg")),
+        ],
+        data={"label": "fallback"},
+        headers=user.headers,
+    )
+    accepted = {a["filename"]: (a["label"], a["split"]) for a in response.json()["accepted"]}
+    assert accepted == {ant.name: ("ants", "val"), bee.name: ("bees", None)}
