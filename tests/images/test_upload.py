@@ -5,10 +5,13 @@ from __future__ import annotations
 import hashlib
 import io
 import threading
+from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 from PIL import Image as PILImage
 
+from tests.conftest import ApiUser
 from tests.images.conftest import distinct_pictures, picture
 
 
