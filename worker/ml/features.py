@@ -154,7 +154,8 @@ def _cpu_runner(path: str, runtime: str, threads: int) -> Runner:
     return lambda x: np.asarray(session.run(None, {"input": x})[0], dtype=np.float32)
 
 
-def _available_cpu_runtime() -> str:
+def default_cpu_runtime() -> str:
+    """The first installed runtime of CPU_RUNTIMES (PyTorch if neither is)."""
     import importlib.util
 
     for name in CPU_RUNTIMES:
@@ -283,7 +284,7 @@ def _make_runner(
     """Pick and build the inference runtime: PyTorch on CUDA, an ONNX runtime on CPU."""
     device = resolve_device(device)
     if runtime == "auto":
-        runtime = "torch" if device != "cpu" else _available_cpu_runtime()  # type: ignore[assignment]
+        runtime = "torch" if device != "cpu" else default_cpu_runtime()  # type: ignore[assignment]
     if runtime == "torch":
         torch.set_num_threads(threads)
         return "torch", _torch_runner(model, device)
