@@ -140,6 +140,14 @@ def new_session(browser, server: Server):  # type: ignore[no-untyped-def]
         session = Session(page, context, f"user-{uuid.uuid4().hex[:8]}@example.com")
         page.on("dialog", lambda d: (session.dialogs.append(d.message), d.dismiss()))
         page.on("pageerror", lambda e: session.errors.append(str(e)))
+        page.on(
+            "console",
+            lambda m: (
+                session.errors.append(m.text)
+                if m.type == "error" and "Content Security Policy" in m.text
+                else None
+            ),
+        )
         if sign_up:
             page.goto("/signup")
             page.fill("#email", session.email)

@@ -101,14 +101,14 @@ def test_drop_label_train_dashboard_download_and_try(new_session, server, hymeno
 
     # Relabel one ant as the other label with the keyboard shortcut (2 = second label).
     page.select_option("#filter-label", "ants")
-    page.wait_for_function("document.querySelectorAll('#gallery .tile').length === 20")
+    expect(page.locator("#gallery .tile")).to_have_count(20)
     page.locator("#gallery .tile-select").first.click()
     assert page.locator("#selection-count").inner_text() == "1 image selected"
     screenshot(page, "project-selection", full_page=False)
     page.keyboard.press("2")
     expect(label_item(page, XSS).locator(".label-count")).to_have_text("21")
     expect(label_item(page, "ants").locator(".label-count")).to_have_text("19")
-    page.wait_for_function("document.querySelectorAll('#gallery .tile').length === 19")
+    expect(page.locator("#gallery .tile")).to_have_count(19)
     page.select_option("#filter-label", "")
 
     # Train with the defaults: quick mode, tf_efficientnet_lite0, head auto.

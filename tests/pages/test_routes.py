@@ -76,11 +76,13 @@ def test_plotly_is_served_from_the_installed_package_with_long_caching(
     assert client.head("/static/vendor/plotly.min.js").status_code == 200
 
 
-def test_pages_reference_only_local_assets(client: TestClient) -> None:
+def test_pages_reference_only_local_assets_under_a_strict_policy(client: TestClient) -> None:
     sign_in(client)
     for path in ("/projects", "/login"):
-        html = client.get(path, follow_redirects=True).text
-        assert "http://" not in html and "https://" not in html
+        response = client.get(path, follow_redirects=True)
+        assert "http://" not in response.text and "https://" not in response.text
+        policy = response.headers["content-security-policy"]
+        assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy
 
 
 def test_scripts_never_parse_data_as_html() -> None:
