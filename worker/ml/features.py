@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 
 import numpy as np
 import torch
@@ -165,7 +165,7 @@ def default_cpu_runtime() -> str:
 
 
 def _torch_runner(model: torch.nn.Module, device: str) -> Runner:
-    model = model.to(device, memory_format=torch.channels_last)
+    model = model.to(device).to(memory_format=torch.channels_last)
     use_amp = device.startswith("cuda")
 
     def run(x: np.ndarray) -> np.ndarray:
@@ -254,7 +254,7 @@ def embed_images(
                 if progress:
                     progress(len(vectors) + len(failed), total)
 
-    dim = next(iter(vectors.values())).shape[0] if vectors else int(model.num_features)
+    dim = next(iter(vectors.values())).shape[0] if vectors else cast(int, model.num_features)
     embeddings = np.full((len(items), dim), np.nan, dtype=np.float32)
     for row, (sha, _) in enumerate(items):
         if sha in vectors:

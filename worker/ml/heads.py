@@ -202,12 +202,12 @@ class _TorchMLP(ClassifierMixin, BaseEstimator):
             self._train(net, optimizer, x_t, y_t, weight)
         finally:
             torch.set_num_threads(threads)
-        self.net_ = net.eval()
+        self.net_: nn.Sequential = net.eval()
         return self
 
     def _train(
         self,
-        net: nn.Module,
+        net: nn.Sequential,
         optimizer: torch.optim.Optimizer,
         x_t: torch.Tensor,
         y_t: torch.Tensor,
@@ -217,7 +217,7 @@ class _TorchMLP(ClassifierMixin, BaseEstimator):
             optimizer.zero_grad()
             loss = nn.functional.cross_entropy(net(x_t), y_t, weight=weight)
             # L2 on the weights scaled like sklearn's MLPClassifier alpha.
-            l2 = sum(m.weight.pow(2).sum() for m in net if isinstance(m, nn.Linear))
+            l2 = torch.stack([m.weight.pow(2).sum() for m in net if isinstance(m, nn.Linear)]).sum()
             (loss + self.alpha * l2 / (2 * len(y_t))).backward()
             optimizer.step()
 
@@ -227,12 +227,15 @@ class _TorchMLP(ClassifierMixin, BaseEstimator):
         return logits.argmax(1).numpy()
 
     def layers(self) -> list[Dense]:
-        hidden, out = self.net_[0], self.net_[2]
+        linears = [m for m in self.net_ if isinstance(m, nn.Linear)]
+
+        def numpy(t: torch.Tensor) -> np.ndarray:
+            return t.detach().double().numpy()
+
         return [
-            Dense(hidden.weight.detach().double().numpy(), hidden.bias.detach().double().numpy(),
-                  relu=True),
-            Dense(out.weight.detach().double().numpy(), out.bias.detach().double().numpy()),
-        ]  # fmt: skip
+            Dense(numpy(linears[0].weight), numpy(linears[0].bias), relu=True),
+            Dense(numpy(linears[1].weight), numpy(linears[1].bias)),
+        ]
 
 
 def _fit_mlp(
