@@ -344,8 +344,8 @@ def import_weights(file: Path | str, model_name: str, weights_dir: Path | str) -
         raise UnknownBackbone(model_name)
     state = read_state_dict(Path(file))
     model = timm.create_model(model_name, pretrained=False)
+    # The model has timm's default head, so a checkpoint's matching ImageNet head is kept.
     kept = _fit_state_dict(model, state, model_name)
-    # Keep the checkpoint's head too when it fits, so num_classes=1000 models work.
     out_dir = Path(weights_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / f"{model_name.replace('/', '--')}.safetensors"
