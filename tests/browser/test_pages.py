@@ -183,6 +183,47 @@ def test_drop_label_train_dashboard_download_and_try(new_session, server, hymeno
     screenshot(page, "run-try-model")
     assert_no_script_ran(session)
 
+    # Views this run cannot show by itself, fed through the page's own API calls: a fine-tune
+    # run's curves with an auto decision, and a failed run's error.
+    def finetuned(route):  # type: ignore[no-untyped-def]
+        body = route.fetch().json()
+        body["mode"] = "auto"
+        body["history"] = [
+            {"epoch": e, "train_loss": 1 / e, "val_loss": 1.2 / e, "val_accuracy": 0.6 + e / 20}
+            for e in range(1, 6)
+        ]
+        body["decision"] = {
+            "reason": f"Fine-tuning beat the linear probe on {XSS} by 3 points.",
+            "candidates": [
+                {"mode": "linear", "cv_accuracy": 0.82},
+                {"mode": "finetune", "cv_accuracy": 0.85},
+            ],
+        }
+        route.fulfill(json=body)
+
+    page.route(f"**/api/runs/{run_id}", finetuned)
+    page.reload()
+    page.locator("#curves .main-svg").first.wait_for()
+    expect(page.locator(".decision")).to_have_text(
+        f"Fine-tuning beat the linear probe on {XSS} by 3 points."
+    )
+    screenshot(page, "run-dashboard-auto-finetune")
+    page.unroute(f"**/api/runs/{run_id}")
+
+    def failed(route):  # type: ignore[no-untyped-def]
+        body = route.fetch().json()
+        body.update(status="failed", stage="failed", metrics=None, artifacts=[])
+        body["error"] = f"Label {XSS} has only one image; give every label at least two."
+        route.fulfill(json=body)
+
+    page.route(f"**/api/runs/{run_id}", failed)
+    page.reload()
+    expect(page.locator("#run-error")).to_contain_text(f"Label {XSS} has only one image")
+    assert page.locator("#dashboard").is_hidden()
+    screenshot(page, "run-failed", full_page=False)
+    page.unroute(f"**/api/runs/{run_id}")
+    assert_no_script_ran(session)
+
     # Someone else gets the same 404 as for a page that does not exist.
     stranger = new_session()
     for url in (f"/projects/{project_id}", f"/runs/{run_id}", "/runs/999999"):
@@ -222,6 +263,7 @@ def test_full_dataset_upload_reports_every_file_and_page_stays_responsive(  # ty
     started = time.monotonic()
     drop_files(page, "#dropzone", files)
     page.locator(".upload .progress").first.wait_for()
+    screenshot(page, "upload-progress", full_page=False)
     round_trips = []
     while not page.locator(".upload.upload-finished").count():
         t0 = time.monotonic()
