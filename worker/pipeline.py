@@ -258,30 +258,12 @@ def store_outcome(
     settings: Settings,
     reporter: RunReporter,
 ) -> None:
-    from worker.ml.export import export_onnx
-
-    reporter.stage("exporting", 0.95)
+    reporter.stage("exporting", 0.94)
     started = time.perf_counter()
-    out_dir = settings.artifacts_dir / f"run-{run_id}"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    onnx_path = out_dir / "model.onnx"
-    export_onnx(
-        outcome.model,
-        outcome.preprocess,
-        outcome.labels,
-        onnx_path,
-        metadata={
-            "backbone": outcome.backbone,
-            "weights": outcome.weights.get("source", ""),
-            "run_id": str(run_id),
-        },
-    )
+    artifacts = export_artifacts(run_id, examples, outcome, settings, reporter)
     metrics = dict(outcome.metrics)
     metrics.setdefault("timings", {})["export_s"] = round(time.perf_counter() - started, 3)
     reporter.check_cancel()
-    verify_export(onnx_path, outcome)
-    name = f"autodl-run{run_id}-{outcome.backbone}.onnx"
-    artifacts = [_artifact_row(run_id, "onnx", onnx_path, name)]
     predictions = [
         Prediction(
             run_id=run_id,
@@ -313,6 +295,88 @@ def store_outcome(
                 finished_at=utcnow(),
             )
         )
+
+
+def export_artifacts(
+    run_id: int,
+    examples: list[Example],
+    outcome: Outcome,
+    settings: Settings,
+    reporter: RunReporter,
+) -> list[Artifact]:
+    """ONNX, TorchScript and the bundle, each verified before it is renamed into place."""
+    from worker.ml.bundle import build_bundle
+    from worker.ml.export import export_onnx, export_torchscript
+    from worker.model_card import CardFacts, render_model_card
+
+    out_dir = settings.artifacts_dir / f"run-{run_id}"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = f"autodl-run{run_id}-{outcome.backbone}"
+    metadata = {
+        "backbone": outcome.backbone,
+        "weights": str(outcome.weights.get("source", "")),
+        "run_id": str(run_id),
+    }
+    onnx_path = export_onnx(
+        outcome.model,
+        outcome.preprocess,
+        outcome.labels,
+        out_dir / "model.onnx",
+        metadata=metadata,
+    )
+    verify_export(onnx_path, outcome)
+    reporter.check_cancel()
+    reporter.stage("exporting", 0.96)
+    torchscript_path = export_torchscript(
+        outcome.model,
+        outcome.preprocess,
+        outcome.labels,
+        out_dir / "model.torchscript.pt",
+        metadata=metadata,
+    )
+    reporter.check_cancel()
+    reporter.stage("exporting", 0.98)
+    with session_scope() as session:
+        run = session.get(Run, run_id)
+        assert run is not None
+        project_name, mode = run.project.name, run.mode
+    counts: dict[str, dict[str, int]] = {}
+    for example in examples:
+        per_label = counts.setdefault(example.label, {})
+        per_label[example.split] = per_label.get(example.split, 0) + 1
+    card = render_model_card(
+        CardFacts(
+            project=project_name,
+            run_id=run_id,
+            mode=mode,
+            backbone=outcome.backbone,
+            weights_source=str(outcome.weights.get("source", "")),
+            labels=outcome.labels,
+            counts=counts,
+            metrics=outcome.metrics,
+            input_size=outcome.preprocess.input_size,
+            mean=outcome.preprocess.mean,
+            std=outcome.preprocess.std,
+            trained_at=utcnow(),
+            decision=outcome.decision,
+        )
+    )
+    (out_dir / "MODEL_CARD.md").write_text(card)
+    bundle_path = build_bundle(
+        onnx_path,
+        out_dir / "bundle.zip",
+        labels=outcome.labels,
+        preprocess=outcome.preprocess,
+        model_card=card,
+        check_image=outcome.val_examples[0].path,
+        expected=outcome.val_proba[0],
+        root=stem,
+    )
+    return [
+        _artifact_row(run_id, "onnx", onnx_path, f"{stem}.onnx"),
+        _artifact_row(run_id, "torchscript", torchscript_path, f"{stem}.torchscript.pt"),
+        _artifact_row(run_id, "bundle", bundle_path, f"{stem}.zip"),
+    ]
 
 
 def verify_export(onnx_path: Path, outcome: Outcome, sample: int = 16) -> None:

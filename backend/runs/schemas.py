@@ -14,7 +14,7 @@ class RunOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    head: Literal["auto", "logreg", "svm", "mlp"] = "auto"
+    head: Literal["auto", "logreg", "svm", "mlp"] = "logreg"
     val_fraction: float = Field(default=0.2, gt=0.0, lt=0.9)
     seed: int = Field(default=0, ge=0)
     # Fine-tuning (mode "finetune", and auto when it decides to fine-tune).

@@ -195,7 +195,7 @@ def test_linear_run_on_hymenoptera_end_to_end(
         headers=user.headers,
     )
     assert bad.status_code == 422
-    assert "picture" in bad.json()["detail"]
+    assert "not a picture" in bad.json()["detail"]
 
 
 def test_another_users_run_is_not_found(
