@@ -1,11 +1,10 @@
 // Uploads: files, folders and zips from drops or pickers, sent in parallel batches with progress,
-// then the server's per-file report. Pictures from folders travel in small uncompressed zips that
-// keep their relative paths (train/ants/x.jpg), so the server alone decides what folders mean.
+// then the server's per-file report. Each file goes with its relative path (train/ants/x.jpg) as
+// its multipart filename, so the server alone decides what folders mean (labels, splits).
 
 import { uploadForm } from "./api.js";
 import { h, icon, replace } from "./dom.js";
 import { bytes, plural } from "./format.js";
-import { storedZip } from "./zip.js";
 
 const MAX_BATCH_FILES = 25;
 const MAX_BATCH_BYTES = 20 * 1000 * 1000;
@@ -74,12 +73,6 @@ export function filesFromInput(input) {
 }
 
 function makeBatches(items) {
-  const inFolders = items.filter((item) => item.path.includes("/"));
-  const loose = items.filter((item) => !item.path.includes("/"));
-  return [...group(inFolders, true), ...group(loose, false)];
-}
-
-function group(items, zip) {
   const batches = [];
   let current = [];
   let size = 0;
@@ -95,7 +88,6 @@ function group(items, zip) {
   if (current.length) batches.push(current);
   return batches.map((files) => ({
     files,
-    zip,
     bytes: files.reduce((sum, item) => sum + item.file.size, 0),
     sent: 0,
     state: "waiting",
@@ -153,11 +145,10 @@ export class UploadJob {
     let request = null;
     try {
       const form = new FormData();
-      if (batch.zip) form.append("files", await storedZip(batch.files), "folder-upload.zip");
-      else for (const item of batch.files) form.append("files", item.file, item.file.name);
+      for (const item of batch.files) form.append("files", item.file, item.path);
       if (this.cancelled) throw new Error("Upload cancelled.");
       request = uploadForm(`/projects/${this.projectId}/images`, form, (loaded, total) => {
-        // The request is a little larger than the files (multipart, zip headers): scale to file bytes.
+        // The request is a little larger than the files (multipart headers): scale to file bytes.
         batch.sent = Math.min(batch.bytes, (loaded / total) * batch.bytes);
         this.scheduleRender();
       });
