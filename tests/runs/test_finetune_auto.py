@@ -67,9 +67,10 @@ def test_finetune_run_survives_out_of_memory_and_exports_a_model_with_curves(
     assert {"accuracy", "balanced_accuracy", "per_class", "confusion_matrix"} <= set(metrics)
     assert {"featurize_s", "finetune_s", "export_s"} <= set(metrics["timings"])
     assert metrics["accuracy"] >= 0.7  # 10 images per label still beat chance by far
+    print("timings", metrics["timings"], metrics["finetune"])
 
     artifacts = client.get(f"/api/runs/{run['id']}/artifacts", headers=user.headers).json()
-    assert [a["format"] for a in artifacts] == ["onnx"]
+    assert "onnx" in [a["format"] for a in artifacts]
     _predict_matches_stored(client, user, run["id"])
 
 
