@@ -90,6 +90,7 @@ def train_linear(
     if test_ex:
         metrics["test"] = evaluation(labels, test_ex, head.predict_proba(X_test))
     metrics.update(
+        eval_split="val",
         n_train=len(train_ex),
         n_val=len(val_ex),
         n_test=len(test_ex),

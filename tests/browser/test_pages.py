@@ -111,15 +111,13 @@ def test_drop_label_train_dashboard_download_and_try(new_session, server, hymeno
     expect(page.locator("#gallery .tile")).to_have_count(19)
     page.select_option("#filter-label", "")
 
-    # Train with the defaults: quick mode, tf_efficientnet_lite0, head auto.
+    # Train with the defaults: quick mode, tf_efficientnet_lite0, logistic-regression head.
     page.click("#train-button")
     page.locator("#backbone-tf_efficientnet_lite0").wait_for()
     assert page.locator("#backbone-tf_efficientnet_lite0").is_checked()
     assert page.locator("input[name=mode][value=linear]").is_checked()
-    assert page.locator("#head").input_value() == "auto"
+    assert page.locator("#head").input_value() == "logreg"
     screenshot(page, "train-dialog", full_page=False)
-    # Logistic regression skips auto's cross-validated comparison of heads: same path, less time.
-    page.select_option("#head", "logreg")
     page.click("#start-training")
     page.wait_for_url(re.compile(r"/runs/\d+$"))
     run_id = int(page.url.rsplit("/", 1)[1])

@@ -78,7 +78,7 @@ export class TrainDialog {
     return {
       mode: data.get("mode") || "linear",
       backbone: data.get("backbone") || DEFAULT_BACKBONE,
-      head: data.get("head") || "auto",
+      head: data.get("head") || "logreg",
       epochs: Number(data.get("epochs")) || 5,
     };
   }
