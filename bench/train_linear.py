@@ -1,0 +1,153 @@
+"""Wall time of whole linear runs through the API, as a user gets them.
+
+Starts ``autodl serve`` (embedded Redis, SQLite, one worker) in a temporary data dir,
+warms the worker up with a 4-image run (imports, the backbone's one-time ONNX export),
+then uploads hymenoptera (398 images) and times, from POST /runs to the final event:
+
+- cold: no embedding of these images cached yet;
+- warm: the same run again (every embedding cached).
+
+Run: ``.venv/bin/python bench/train_linear.py [--backbone NAME] [--head logreg]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+DATASET = REPO.parent / "shared" / "datasets" / "hymenoptera"
+TARGETS = {"cold": 15.0, "warm": 3.0}
+
+
+def zip_of(files: list[Path]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for path in files:
+            archive.write(path, path.relative_to(DATASET).as_posix())
+    return buffer.getvalue()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def timed_run(api: httpx.Client, pid: int, backbone: str, head: str) -> tuple[float, dict]:
+    started = time.perf_counter()
+    run = api.post(
+        f"/api/projects/{pid}/runs",
+        json={"mode": "linear", "backbone": backbone, "options": {"head": head}},
+    ).json()
+    final: dict = {}
+    with api.stream("GET", f"/api/runs/{run['id']}/events", timeout=None) as stream:
+        event = ""
+        for line in stream.iter_lines():
+            if line.startswith("event: "):
+                event = line[7:]
+            elif line.startswith("data: ") and event == "end":
+                final = json.loads(line[6:])
+                break
+    return time.perf_counter() - started, final
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backbone", default="tf_efficientnet_lite0")
+    parser.add_argument("--head", default="logreg")
+    args = parser.parse_args()
+    if not DATASET.is_dir():
+        sys.exit(f"dataset not found at {DATASET}")
+    files = sorted(p for p in DATASET.rglob("*") if p.is_file())
+
+    with tempfile.TemporaryDirectory() as tmp:
+        port = free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AUTODL_")}
+        env.update(AUTODL_DATA_DIR=str(Path(tmp) / "data"), AUTODL_SECRET_KEY="bench")
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "backend.cli",
+                "serve",
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        try:
+            url = f"http://127.0.0.1:{port}"
+            for _ in range(240):
+                try:
+                    if httpx.get(f"{url}/api/health", timeout=5).json()["worker"]["alive"]:
+                        break
+                except (httpx.HTTPError, KeyError, ValueError):
+                    pass
+                time.sleep(0.5)
+            token = httpx.post(
+                f"{url}/api/auth/signup", json={"email": "b@example.com", "password": "benchmark"}
+            ).json()["token"]
+            api = httpx.Client(
+                base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=600
+            )
+
+            warmup = api.post("/api/projects", json={"name": "warm-up"}).json()["id"]
+            few = [f for f in files if f.parent.name in ("ants", "bees")][:2] + files[-2:]
+            api.post(
+                f"/api/projects/{warmup}/images",
+                files=[("files", ("w.zip", zip_of(few), "application/zip"))],
+            )
+            warm_up_s, _ = timed_run(api, warmup, args.backbone, args.head)
+
+            pid = api.post("/api/projects", json={"name": "hymenoptera"}).json()["id"]
+            started = time.perf_counter()
+            report = api.post(
+                f"/api/projects/{pid}/images",
+                files=[("files", ("h.zip", zip_of(files), "application/zip"))],
+            ).json()
+            upload_s = time.perf_counter() - started
+            cold_s, cold = timed_run(api, pid, args.backbone, args.head)
+            warm_s, warm = timed_run(api, pid, args.backbone, args.head)
+        finally:
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(timeout=30)
+
+    load = os.getloadavg()[0]
+    print(
+        f"machine: {os.cpu_count()} cores, load average {load:.1f}; backbone {args.backbone}, "
+        f"head {args.head}"
+    )
+    print(f"upload of {len(report['accepted'])} images (zip): {upload_s:.1f} s")
+    print(f"warm-up run (4 images, first ONNX export of the backbone): {warm_up_s:.1f} s")
+    print(f"{'run':<6} {'target s':>9} {'measured s':>11} {'featurized':>11} {'accuracy':>9}")
+    for name, seconds, final in (("cold", cold_s, cold), ("warm", warm_s, warm)):
+        m = final.get("metrics") or {}
+        print(
+            f"{name:<6} {TARGETS[name]:>9.1f} {seconds:>11.1f} "
+            f"{m.get('featurized', {}).get('computed', '?'):>11} {m.get('accuracy', 0):>9.3f}"
+        )
+        print(f"       timings: {m.get('timings')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
