@@ -56,6 +56,7 @@ def train_linear(
 ) -> Outcome:
     from worker.ml.backbones import create_backbone
     from worker.ml.export import build_classifier
+    from worker.ml.features import feature_onnx
     from worker.ml.heads import train_head
 
     started = time.perf_counter()
@@ -122,6 +123,10 @@ def train_linear(
         preprocess=embedded.preprocess,
         backbone=backbone,
         weights=_weights_dict(embedded.weights),
+        head=head,
+        feature_onnx=feature_onnx(
+            network, backbone, embedded.weights, embedded.preprocess, settings.cache_dir
+        ),
     )
 
 

@@ -245,6 +245,10 @@ class Outcome:
     decision: dict[str, Any] | None = None
     test_examples: list[Example] | None = None
     test_proba: np.ndarray | None = None
+    # Linear runs: the head and the cached feature graph let export skip a fresh
+    # backbone export (see export.compose_classifier_onnx).
+    head: Any = None
+    feature_onnx: Path | None = None
 
 
 def evaluation(labels: list[str], examples: list[Example], proba: np.ndarray) -> dict[str, Any]:
@@ -306,7 +310,7 @@ def export_artifacts(
 ) -> list[Artifact]:
     """ONNX, TorchScript and the bundle, each verified before it is renamed into place."""
     from worker.ml.bundle import build_bundle
-    from worker.ml.export import export_onnx, export_torchscript
+    from worker.ml.export import compose_classifier_onnx, export_onnx, export_torchscript
     from worker.model_card import CardFacts, render_model_card
 
     out_dir = settings.artifacts_dir / f"run-{run_id}"
@@ -317,13 +321,23 @@ def export_artifacts(
         "weights": str(outcome.weights.get("source", "")),
         "run_id": str(run_id),
     }
-    onnx_path = export_onnx(
-        outcome.model,
-        outcome.preprocess,
-        outcome.labels,
-        out_dir / "model.onnx",
-        metadata=metadata,
-    )
+    if outcome.head is not None and outcome.feature_onnx is not None:
+        onnx_path = compose_classifier_onnx(
+            outcome.feature_onnx,
+            outcome.head,
+            outcome.preprocess,
+            outcome.labels,
+            out_dir / "model.onnx",
+            metadata=metadata,
+        )
+    else:
+        onnx_path = export_onnx(
+            outcome.model,
+            outcome.preprocess,
+            outcome.labels,
+            out_dir / "model.onnx",
+            metadata=metadata,
+        )
     verify_export(onnx_path, outcome)
     reporter.check_cancel()
     reporter.stage("exporting", 0.96)

@@ -13,7 +13,12 @@ from backend.inference.predictor import OnnxClassifier
 from backend.inference.preprocess import load_image
 from tests.worker.conftest import BACKBONE, Image
 from worker.ml.backbones import create_backbone
-from worker.ml.export import build_classifier, export_onnx, export_torchscript
+from worker.ml.export import (
+    build_classifier,
+    compose_classifier_onnx,
+    export_onnx,
+    export_torchscript,
+)
 from worker.ml.features import EmbeddingResult
 from worker.ml.heads import TrainedHead, train_head
 
@@ -93,3 +98,21 @@ def test_torchscript_matches(
     x = torch.randn(3, 3, 224, 224)
     with torch.no_grad():
         assert torch.allclose(loaded(x), classifier(x), atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["logreg", "mlp"])
+def test_composed_onnx_appends_the_head_to_the_cached_feature_graph(
+    kind: str, images: list[Image], lite0: EmbeddingResult, cache_dir: Path, tmp_path: Path
+) -> None:
+    train = [i for i, im in enumerate(images) if im.split == "train"]
+    head = train_head(lite0.embeddings[train], [images[i].label for i in train], kind)
+    (features,) = (cache_dir / "onnx").glob(f"{BACKBONE}-*.onnx")
+    out = compose_classifier_onnx(
+        features, head, lite0.preprocess, head.classes, tmp_path / "model.onnx"
+    )
+    model = OnnxClassifier(out)
+    assert model.labels == ["ants", "bees"]
+    rows = _val(images)
+    batch = np.stack([load_image(images[i].path, model.preprocess) for i in rows])
+    expected = head.predict_proba(lite0.embeddings[rows])
+    assert np.abs(model.predict_arrays(batch) - expected).max() <= 1e-4

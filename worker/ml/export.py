@@ -170,3 +170,53 @@ def export_torchscript(
 
         _check_parity(run, model, sample, "TorchScript model")
     return out_path
+
+
+def compose_classifier_onnx(
+    features_path: Path,
+    head: TrainedHead,
+    preprocess: Preprocess,
+    labels: Sequence[str],
+    out_path: Path,
+    *,
+    metadata: dict[str, str] | None = None,
+) -> Path:
+    """The classifier as ONNX without re-exporting the backbone: the cached pooled-feature
+    graph with the head's dense layers and a softmax appended (milliseconds, not the
+    tens of seconds a fresh export takes). Verified against ``head.predict_proba``."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    model = onnx.load(str(features_path))
+    graph = model.graph
+    features = graph.output[0].name
+    x = features
+    for i, layer in enumerate(head.layers):
+        weight = numpy_helper.from_array(layer.weight.T.astype(np.float32), f"head_{i}_weight")
+        bias = numpy_helper.from_array(layer.bias.astype(np.float32), f"head_{i}_bias")
+        graph.initializer.extend([weight, bias])
+        graph.node.append(helper.make_node("MatMul", [x, weight.name], [f"head_{i}_matmul"]))
+        graph.node.append(helper.make_node("Add", [f"head_{i}_matmul", bias.name], [f"head_{i}"]))
+        x = f"head_{i}"
+        if layer.relu:
+            graph.node.append(helper.make_node("Relu", [x], [f"{x}_relu"]))
+            x = f"{x}_relu"
+    graph.node.append(helper.make_node("Softmax", [x], ["probabilities"], axis=-1))
+    batch = graph.output[0].type.tensor_type.shape.dim[0].dim_param or "batch"
+    del graph.output[:]
+    graph.output.append(
+        helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [batch, len(labels)])
+    )
+    del model.metadata_props[:]
+    for key, value in _artifact_metadata(preprocess, labels, metadata).items():
+        model.metadata_props.add(key=key, value=value)
+    onnx.checker.check_model(model)
+
+    sample = _sample_input(preprocess).numpy()
+    expected = head.predict_proba(_onnxruntime_run(features_path)(sample))
+    with _atomic_path(Path(out_path)) as tmp:
+        onnx.save(model, str(tmp))
+        err = float(np.abs(_onnxruntime_run(tmp)(sample) - expected).max())
+        if not err <= PARITY_ATOL:
+            raise RuntimeError(f"composed ONNX classifier differs from the head by {err:.2e}")
+    return Path(out_path)
