@@ -35,6 +35,12 @@ def hymenoptera() -> Path:
     return require_hymenoptera()
 
 
+@pytest.fixture(scope="session")
+def shared_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Exported feature models and embeddings, reused by every training test of the session."""
+    return tmp_path_factory.mktemp("embedding-cache")
+
+
 def reset_caches() -> None:
     from backend.config import get_settings
     from backend.db import get_engine, get_sessionmaker

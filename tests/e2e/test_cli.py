@@ -28,7 +28,9 @@ def autodl(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_cli_upload_train_download_predict(tmp_path: Path, hymenoptera: Path) -> None:
+def test_cli_upload_train_download_predict(
+    tmp_path: Path, hymenoptera: Path, shared_cache_dir: Path
+) -> None:
     folder = tmp_path / "pictures"
     for split in ("train", "val"):
         for label in ("ants", "bees"):
@@ -36,7 +38,7 @@ def test_cli_upload_train_download_predict(tmp_path: Path, hymenoptera: Path) ->
             for path in sorted((hymenoptera / split / label).iterdir())[:8]:
                 shutil.copy(path, folder / split / label / path.name)
 
-    with live_server(tmp_path / "data") as (server, _):
+    with live_server(tmp_path / "data", AUTODL_CACHE_DIR=str(shared_cache_dir)) as (server, _):
         with server.client() as anonymous:
             signup(anonymous)
         env = {k: v for k, v in os.environ.items() if not k.startswith("AUTODL_")}

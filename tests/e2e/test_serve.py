@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow
 
 def test_embedded_default_uploads_trains_and_predicts(tmp_path: Path, hymenoptera: Path) -> None:
     archive = hymenoptera_zip(hymenoptera)
-    with live_server(tmp_path / "data") as (server, _):
+    with live_server(tmp_path / "data", AUTODL_CACHE_DIR=str(shared_cache_dir)) as (server, _):
         health = server.client().get("/api/health").json()
         assert health["worker"]["alive"] and health["worker"]["answer"] == "pong"
 

@@ -15,12 +15,6 @@ from tests.conftest import REDIS_TEST_URL, ApiUser, hymenoptera_zip
 RUNS_REDIS_URL = REDIS_TEST_URL.rsplit("/", 1)[0] + "/15"
 
 
-@pytest.fixture(scope="session")
-def shared_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Exported feature models and embeddings are reused by every test of the session."""
-    return tmp_path_factory.mktemp("embedding-cache")
-
-
 @pytest.fixture
 def redis_url(shared_cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     client = redis.Redis.from_url(RUNS_REDIS_URL)
