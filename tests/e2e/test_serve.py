@@ -14,7 +14,9 @@ from tests.e2e.server import follow_events, live_server, signup, spawn, stop, wa
 pytestmark = pytest.mark.slow
 
 
-def test_embedded_default_uploads_trains_and_predicts(tmp_path: Path, hymenoptera: Path) -> None:
+def test_embedded_default_uploads_trains_and_predicts(
+    tmp_path: Path, hymenoptera: Path, shared_cache_dir: Path
+) -> None:
     archive = hymenoptera_zip(hymenoptera)
     with live_server(tmp_path / "data", AUTODL_CACHE_DIR=str(shared_cache_dir)) as (server, _):
         health = server.client().get("/api/health").json()
