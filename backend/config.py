@@ -32,6 +32,8 @@ class Settings(BaseSettings):
     max_zip_ratio: int = 100
 
     session_max_age_s: int = 14 * 24 * 3600
+    password_hash_time_cost: int = 3
+    password_hash_memory_kib: int = 65536
     cookie_secure: bool = False
 
     hf_offline: bool = True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import uuid
 import zipfile
 from collections.abc import Callable, Iterator
@@ -63,11 +64,31 @@ def redis_url() -> str:
     return ""
 
 
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A database migrated once; each test starts from a copy (the app still upgrades it)."""
+    from backend import migrations
+
+    path = tmp_path_factory.mktemp("template") / "autodl.db"
+    migrations.upgrade(f"sqlite:///{path}")
+    return path
+
+
 @pytest.fixture
 def settings_env(
-    tmp_path: Path, database_url: str, redis_url: str, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    database_url: str,
+    redis_url: str,
+    sqlite_template: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[Path]:
     data_dir = tmp_path / "data"
+    if database_url == f"sqlite:///{data_dir / 'autodl.db'}":
+        data_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(sqlite_template, data_dir / "autodl.db")
+    # Cheap password hashing: the tests sign up hundreds of users.
+    monkeypatch.setenv("AUTODL_PASSWORD_HASH_TIME_COST", "1")
+    monkeypatch.setenv("AUTODL_PASSWORD_HASH_MEMORY_KIB", "1024")
     monkeypatch.setenv("AUTODL_DATA_DIR", str(data_dir))
     monkeypatch.setenv("AUTODL_DATABASE_URL", database_url)
     monkeypatch.setenv("AUTODL_REDIS_URL", redis_url)

@@ -5,11 +5,24 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from functools import lru_cache
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-_hasher = PasswordHasher()
+from backend.config import get_settings
+
+
+@lru_cache
+def _hasher(time_cost: int, memory_kib: int) -> PasswordHasher:
+    return PasswordHasher(time_cost=time_cost, memory_cost=memory_kib)
+
+
+def hasher() -> PasswordHasher:
+    """argon2id with the configured cost (hashes record their own parameters)."""
+    settings = get_settings()
+    return _hasher(settings.password_hash_time_cost, settings.password_hash_memory_kib)
+
 
 SESSION_COOKIE = "autodl_session"
 CSRF_COOKIE = "autodl_csrf"
@@ -17,12 +30,12 @@ CSRF_HEADER = "X-CSRF-Token"
 
 
 def hash_password(password: str) -> str:
-    return _hasher.hash(password)
+    return hasher().hash(password)
 
 
 def verify_password(password_hash: str, password: str) -> bool:
     try:
-        return _hasher.verify(password_hash, password)
+        return hasher().verify(password_hash, password)
     except (VerificationError, InvalidHashError):
         return False
 
