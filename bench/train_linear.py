@@ -68,6 +68,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backbone", default="tf_efficientnet_lite0")
     parser.add_argument("--head", default="logreg")
+    parser.add_argument("--model-card", type=Path, help="save the warm run's MODEL_CARD.md here")
     args = parser.parse_args()
     if not DATASET.is_dir():
         sys.exit(f"dataset not found at {DATASET}")
@@ -127,6 +128,11 @@ def main() -> int:
             upload_s = time.perf_counter() - started
             cold_s, cold = timed_run(api, pid, args.backbone, args.head)
             warm_s, warm = timed_run(api, pid, args.backbone, args.head)
+            if args.model_card:
+                bundle = api.get(f"/api/runs/{warm['id']}/artifacts/bundle").content
+                with zipfile.ZipFile(io.BytesIO(bundle)) as archive:
+                    card = next(n for n in archive.namelist() if n.endswith("MODEL_CARD.md"))
+                    args.model_card.write_bytes(archive.read(card))
         finally:
             os.killpg(server.pid, signal.SIGTERM)
             server.wait(timeout=30)
