@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, delete, select, update
 
 from backend.config import Settings, get_settings
 from backend.db import session_scope, utcnow
@@ -68,7 +68,7 @@ def claim_run(run_id: int, settings: Settings) -> bool:
                 error=None,
             )
         )
-        return result.rowcount == 1
+        return isinstance(result, CursorResult) and result.rowcount == 1
 
 
 def finish_run(run_id: int, status: str, error: str | None = None, **values: Any) -> None:
@@ -282,9 +282,9 @@ def store_outcome(
         for example, row in zip(outcome.val_examples, outcome.val_proba, strict=True)
     ]
     with session_scope() as session:
-        session.execute(Prediction.__table__.delete().where(Prediction.run_id == run_id))
-        session.execute(Artifact.__table__.delete().where(Artifact.run_id == run_id))
-        session.add_all(predictions + artifacts)
+        session.execute(delete(Prediction).where(Prediction.run_id == run_id))
+        session.execute(delete(Artifact).where(Artifact.run_id == run_id))
+        session.add_all([*predictions, *artifacts])
         session.execute(
             update(Run)
             .where(Run.id == run_id)

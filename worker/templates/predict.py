@@ -12,6 +12,7 @@ import csv
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -52,7 +53,7 @@ def main() -> int:
     session = ort.InferenceSession(str(HERE / "model.onnx"), providers=["CPUExecutionProvider"])
     input_name = session.get_inputs()[0].name
 
-    results = []
+    results: list[dict[str, Any]] = []
     files = pictures(args.paths)
     for start in range(0, len(files), BATCH):
         batch, names = [], []
