@@ -114,6 +114,8 @@ def train_finetune(
             "trainable_params": result.trainable_params,
             "total_params": result.total_params,
             "train_images_per_s": round(result.train_images_per_s, 2),
+            "start_val_loss": result.start_val_loss,
+            "start_val_accuracy": result.start_val_accuracy,
         },
         linear_probe={"accuracy": probe_metrics["accuracy"], "C": probe.params.get("C")},
         featurized={

@@ -62,12 +62,12 @@ def test_finetune_run_survives_out_of_memory_and_exports_a_model_with_curves(
     assert metrics["batch_size"] == 4  # 8 did not fit: halved, and the run went on
     assert metrics["finetune"]["batch_size_requested"] == 8
     assert metrics["finetune"]["out_of_memory_halvings"] == 1
-    assert metrics["epochs_run"] == 1 and metrics["best_epoch"] == 1
+    # Best epoch 0 would mean training never beat the linear-probe start, which is kept.
+    assert metrics["epochs_run"] == 1 and metrics["best_epoch"] in (0, 1)
     assert metrics["n_train"] == 20 and metrics["n_val"] == 20
     assert {"accuracy", "balanced_accuracy", "per_class", "confusion_matrix"} <= set(metrics)
     assert {"featurize_s", "finetune_s", "export_s"} <= set(metrics["timings"])
     assert metrics["accuracy"] >= 0.7  # 10 images per label still beat chance by far
-    print("timings", metrics["timings"], metrics["finetune"])
 
     artifacts = client.get(f"/api/runs/{run['id']}/artifacts", headers=user.headers).json()
     assert "onnx" in [a["format"] for a in artifacts]
