@@ -31,6 +31,7 @@ def embed_examples(
         backbone,
         cache_dir=settings.cache_dir,
         weights_dir=settings.weights_dir,
+        offline=settings.hf_offline,
         progress=lambda done, total: reporter.items(done, total, *span),
         should_stop=reporter.should_stop,
     )
@@ -112,7 +113,10 @@ def train_linear(
         weights=_weights_dict(embedded.weights),
     )
     network, _, _ = create_backbone(
-        backbone, pretrained=bool(options.get("pretrained", True)), weights_dir=settings.weights_dir
+        backbone,
+        pretrained=bool(options.get("pretrained", True)),
+        weights_dir=settings.weights_dir,
+        offline=settings.hf_offline,
     )
     return Outcome(
         labels=labels,

@@ -16,7 +16,7 @@ from backend.runs.schemas import (
     RunIn,
     RunOut,
 )
-from backend.runs.zoo import list_backbones
+from backend.runs.zoo import zoo_with_weights
 
 router = APIRouter(tags=["runs"])
 backbones_router = APIRouter(tags=["backbones"])
@@ -31,7 +31,7 @@ MEDIA_TYPES = {
 
 @backbones_router.get("/api/backbones")
 def backbones(_: CurrentUser, settings: SettingsDep) -> list[dict[str, object]]:
-    return list_backbones(settings.weights_dir, offline=settings.hf_offline)
+    return zoo_with_weights(settings.weights_dir, offline=settings.hf_offline)
 
 
 @router.post(

