@@ -41,15 +41,20 @@ def dataset(root: Path) -> tuple[list[str], dict[str, list[tuple[Path, int]]]]:
 
 
 def linear_probe(backbone: str, splits: dict, cache_dir: Path, device: str):  # type: ignore[no-untyped-def]
-    """A logistic-regression head on cached embeddings and its validation accuracy."""
+    """A logistic-regression head on embeddings, its validation accuracy, featurize time."""
     import numpy as np
 
     from worker.ml.features import embed_images
     from worker.ml.heads import train_head
 
+    computed = 0
+
     def embed(items: list[tuple[Path, int]]) -> np.ndarray:
+        nonlocal computed
         pairs = [(hashlib.sha256(p.read_bytes()).hexdigest(), p) for p, _ in items]
-        return embed_images(pairs, backbone, cache_dir=cache_dir, device=device).embeddings
+        result = embed_images(pairs, backbone, cache_dir=cache_dir, device=device)
+        computed += result.n_computed
+        return result.embeddings
 
     started = time.perf_counter()
     x_train, x_val = embed(splits["train"]), embed(splits["val"])
@@ -57,8 +62,7 @@ def linear_probe(backbone: str, splits: dict, cache_dir: Path, device: str):  # 
     y_train = [y for _, y in splits["train"]]
     head = train_head(x_train, y_train, "logreg")
     accuracy = float(np.mean(head.predict(x_val) == np.array([y for _, y in splits["val"]])))
-    n = len(splits["train"]) + len(splits["val"])
-    return head, accuracy, featurize_s, n
+    return head, accuracy, featurize_s, computed
 
 
 def main(argv: list[str] | None = None, device: str = "cpu") -> dict:
@@ -111,7 +115,8 @@ def main(argv: list[str] | None = None, device: str = "cpu") -> dict:
         "backbone": args.backbone,
         "train_images": len(splits["train"]),
         "val_images": len(splits["val"]),
-        "featurize_images_per_s": round(n_featurized / featurize_s, 1) if featurize_s else None,
+        # None when every embedding came from the cache (nothing was featurized).
+        "featurize_images_per_s": round(n_featurized / featurize_s, 1) if n_featurized else None,
         "train_images_per_s": round(result.train_images_per_s, 1),
         "epoch_seconds": train_s,
         "total_seconds": round(result.seconds, 1),
