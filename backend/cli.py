@@ -17,7 +17,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from backend import migrations
-    from backend.embedded import start_embedded_redis
+    from backend.embedded import start_embedded_redis, stop_embedded_redis
 
     settings = get_settings()
     settings.check_production()
@@ -36,6 +36,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
             env=os.environ.copy(),
         )
     print(f"autodl: serving on http://{args.host}:{args.port}", flush=True)
+    # uvicorn re-raises SIGTERM once it has shut down; turn it into SystemExit so the
+    # worker and the embedded Redis below are stopped instead of outliving the server.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         uvicorn.run(
             "backend.app:create_app",
@@ -53,7 +56,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             except subprocess.TimeoutExpired:
                 worker.kill()
         if embedded is not None:
-            embedded.shutdown()
+            stop_embedded_redis(embedded)
     return 0
 
 

@@ -6,8 +6,7 @@ import time
 from typing import Any
 
 from backend.config import Settings
-from worker.linear import embed_examples, split_arrays
-from worker.ml.errors import NotEnoughData
+from worker.linear import embed_splits
 from worker.ml.finetune import FinetuneConfig
 from worker.pipeline import Example, Outcome, evaluation
 from worker.progress import RunReporter
@@ -46,21 +45,10 @@ def train_finetune(
     from worker.ml.finetune import finetune
     from worker.ml.heads import train_head
 
-    started = time.perf_counter()
     # Cached embeddings give a linear probe in seconds: the classifier starts from it.
-    examples, X, embedded = embed_examples(examples, backbone, settings, reporter, PROBE_SPAN)
-    featurize_s = time.perf_counter() - started
-    train_ex, X_train = split_arrays(examples, X, "train")
-    val_ex, X_val = split_arrays(examples, X, "val")
-    test_ex, _ = split_arrays(examples, X, "test")
-    missing = sorted({e.label for e in val_ex} - {e.label for e in train_ex})
-    if missing:
-        raise NotEnoughData(
-            "These labels have validation images but no training images: "
-            + ", ".join(repr(m) for m in missing)
-            + ". Move some of their images to the train split."
-        )
-    reporter.check_cancel()
+    data = embed_splits(examples, backbone, settings, reporter, PROBE_SPAN)
+    train_ex, X_train, val_ex, X_val = data.train, data.X_train, data.val, data.X_val
+    test_ex, embedded, featurize_s = data.test, data.embedded, data.featurize_s
     started = time.perf_counter()
     probe = train_head(X_train, [e.label for e in train_ex], "logreg", seed=options.get("seed", 0))
     probe_s = time.perf_counter() - started

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -48,6 +49,45 @@ def split_arrays(
     return [examples[i] for i in idx], X[idx]
 
 
+@dataclass
+class EmbeddedSplits:
+    """A run's images as embeddings, per split, ready for a head (or a head's warm start)."""
+
+    train: list[Example]
+    X_train: np.ndarray
+    val: list[Example]
+    X_val: np.ndarray
+    test: list[Example]
+    X_test: np.ndarray
+    embedded: Any  # worker.ml.features.EmbeddingResult
+    featurize_s: float
+
+
+def embed_splits(
+    examples: list[Example],
+    backbone: str,
+    settings: Settings,
+    reporter: RunReporter,
+    span: tuple[float, float] = FEATURIZE_RANGE,
+) -> EmbeddedSplits:
+    """Featurize (cache first) and split; every validated label must also be trained on."""
+    started = time.perf_counter()
+    examples, X, embedded = embed_examples(examples, backbone, settings, reporter, span)
+    featurize_s = time.perf_counter() - started
+    train_ex, X_train = split_arrays(examples, X, "train")
+    val_ex, X_val = split_arrays(examples, X, "val")
+    test_ex, X_test = split_arrays(examples, X, "test")
+    missing = sorted({e.label for e in val_ex} - {e.label for e in train_ex})
+    if missing:
+        raise NotEnoughData(
+            "These labels have validation images but no training images: "
+            + ", ".join(repr(m) for m in missing)
+            + ". Move some of their images to the train split."
+        )
+    reporter.check_cancel()
+    return EmbeddedSplits(train_ex, X_train, val_ex, X_val, test_ex, X_test, embedded, featurize_s)
+
+
 def train_linear(
     examples: list[Example],
     backbone: str,
@@ -60,19 +100,9 @@ def train_linear(
     from worker.ml.features import feature_onnx
     from worker.ml.heads import train_head
 
-    started = time.perf_counter()
-    examples, X, embedded = embed_examples(examples, backbone, settings, reporter)
-    featurize_s = time.perf_counter() - started
-    train_ex, X_train = split_arrays(examples, X, "train")
-    val_ex, X_val = split_arrays(examples, X, "val")
-    missing = sorted({e.label for e in val_ex} - {e.label for e in train_ex})
-    if missing:
-        raise NotEnoughData(
-            "These labels have validation images but no training images: "
-            + ", ".join(repr(m) for m in missing)
-            + ". Move some of their images to the train split."
-        )
-    reporter.check_cancel()
+    data = embed_splits(examples, backbone, settings, reporter)
+    train_ex, X_train, val_ex, X_val = data.train, data.X_train, data.val, data.X_val
+    embedded, featurize_s = data.embedded, data.featurize_s
 
     reporter.stage("training", 0.86)
     started = time.perf_counter()
@@ -88,7 +118,7 @@ def train_linear(
     reporter.stage("evaluating", 0.9)
     val_proba = head.predict_proba(X_val)
     metrics = evaluation(labels, val_ex, val_proba)
-    test_ex, X_test = split_arrays(examples, X, "test")
+    test_ex, X_test = data.test, data.X_test
     if test_ex:
         metrics["test"] = evaluation(labels, test_ex, head.predict_proba(X_test))
     metrics.update(

@@ -150,6 +150,18 @@ def recover_abandoned_runs(settings: Settings | None = None) -> list[int]:
     return [run_id for run_id, _ in requeue]
 
 
+def resend_queued_runs() -> list[int]:
+    """Send the tasks of every queued run again (a restarted broker may have lost them);
+    a duplicate message is harmless, since only one worker can claim a run."""
+    from backend.queue import enqueue_run
+
+    with session_scope() as session:
+        queued = session.execute(select(Run.id, Run.mode).where(Run.status == "queued")).all()
+    for run_id, mode in queued:
+        enqueue_run(run_id, mode)
+    return [run_id for run_id, _ in queued]
+
+
 # ---------------------------------------------------------------- data
 
 

@@ -9,7 +9,7 @@ from celery.signals import worker_ready
 
 from backend.queue import PING_TASK, RECOVER_TASK, TRAIN_TASK
 from worker.celery_app import app
-from worker.pipeline import execute_run, recover_abandoned_runs
+from worker.pipeline import execute_run, recover_abandoned_runs, resend_queued_runs
 
 log = logging.getLogger(__name__)
 SWEEP_EVERY_S = 30.0
@@ -36,6 +36,12 @@ def _start_recovery_sweeps(**_: object) -> None:
     stop = threading.Event()
 
     def sweep() -> None:
+        try:
+            resent = resend_queued_runs()
+            if resent:
+                log.info("re-sent the tasks of queued runs: %s", resent)
+        except Exception:
+            log.exception("could not re-send queued runs")
         while True:
             try:
                 recovered = recover_abandoned_runs()

@@ -25,6 +25,7 @@ class RunOptions(BaseModel):
     batch_size: int | None = Field(default=None, ge=1, le=1024)
     learning_rate: float | None = Field(default=None, gt=0, lt=1)
     label_smoothing: float = Field(default=0.1, ge=0, lt=1)
+    layer_decay: float | None = Field(default=None, gt=0, le=1)
     augmentation: Literal["none", "light", "strong"] = "light"
     pretrained: bool = True
     # Auto: which backbones to rank (defaults to those with weights available).

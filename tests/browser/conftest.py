@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import os
-import signal
-import socket
-import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 import pytest
+
+from tests.e2e.server import LiveServer, live_server
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -34,12 +31,6 @@ PASSWORD = "correct horse battery"
 SERVE = [sys.executable, "-m", "backend.cli", "serve", "--host", "127.0.0.1"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _require_chromium() -> None:
     if not CHROMIUM.exists():
         message = f"{CHROMIUM} is missing: apt-get install -y chromium"
@@ -48,67 +39,19 @@ def _require_chromium() -> None:
         pytest.skip(message)
 
 
-@dataclass
-class Server:
-    url: str
-    data_dir: Path
-    log: Path
-
-
 @pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def server(
+    tmp_path_factory: pytest.TempPathFactory, shared_cache_dir: Path
+) -> Iterator[LiveServer]:
+    """``autodl serve`` with its embedded Redis and worker, as a user starts it."""
     _require_chromium()
     root = tmp_path_factory.mktemp("autodl-browser")
-    data_dir = root / "data"
-    log = root / "serve.log"
-    port = _free_port()
-    env = {
-        **os.environ,
-        "AUTODL_DATA_DIR": str(data_dir),
-        "AUTODL_DATABASE_URL": "",
-        "AUTODL_REDIS_URL": "",
-        "AUTODL_SECRET_KEY": "browser-" + uuid.uuid4().hex,
-    }
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [*SERVE, "--port", str(port)],
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_until_ready(url, process, log)
-        yield Server(url, data_dir, log)
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-
-
-def _wait_until_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    """Health answers, and the worker answers a ping (so training starts at once)."""
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"autodl serve exited early:\n{log.read_text()[-3000:]}")
-        try:
-            body = httpx.get(f"{url}/api/health", timeout=5).json()
-            if body.get("status") == "ok" and body.get("worker", {}).get("alive"):
-                return
-        except (httpx.HTTPError, ValueError):
-            pass
-        time.sleep(0.5)
-    raise RuntimeError(f"autodl serve did not become ready:\n{log.read_text()[-3000:]}")
+    with live_server(root / "data", AUTODL_CACHE_DIR=str(shared_cache_dir)) as (running, _):
+        yield running
 
 
 @pytest.fixture(scope="session")
-def browser(server: Server) -> Iterator[object]:
+def browser(server: LiveServer) -> Iterator[object]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
@@ -129,7 +72,7 @@ class Session:
 
 
 @pytest.fixture
-def new_session(browser, server: Server):  # type: ignore[no-untyped-def]
+def new_session(browser, server: LiveServer):  # type: ignore[no-untyped-def]
     contexts = []
 
     def make(sign_up: bool = True) -> Session:

@@ -6,6 +6,7 @@ import signal
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from tests.conftest import REDIS_TEST_URL, hymenoptera_zip
@@ -66,6 +67,16 @@ def test_embedded_default_uploads_trains_and_predicts(
             f"/api/runs/{final['id']}/predict", files=[("file", ("x.jpg", image, "image/jpeg"))]
         ).json()
         assert answer["label"] == prediction["predicted_label"]
+
+    # Stopping the server stops its worker and its embedded Redis too.
+    socket_path = server.log.read_text().split("embedded Redis at redis+socket://")[1].split()[0]
+    time.sleep(1)
+    leftovers = [
+        p.info["cmdline"]
+        for p in psutil.process_iter(["cmdline"])
+        if p.info["cmdline"] and any(socket_path in part for part in p.info["cmdline"])
+    ]
+    assert leftovers == []
 
 
 def test_killed_worker_never_leaves_a_run_running(tmp_path: Path, hymenoptera: Path) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,8 +11,6 @@ import pytest
 
 from worker.ml.features import EmbeddingResult, embed_images
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-HYMENOPTERA = REPO_ROOT.parent / "shared" / "datasets" / "hymenoptera"
 BACKBONE = "tf_efficientnet_lite0"
 
 
@@ -23,17 +20,6 @@ class Image:
     path: Path
     label: str
     split: str
-
-
-@pytest.fixture(scope="session")
-def hymenoptera() -> Path:
-    """The dataset folder; skipped locally when absent, a failure in CI."""
-    if not HYMENOPTERA.is_dir():
-        message = f"hymenoptera dataset not found at {HYMENOPTERA}"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return HYMENOPTERA
 
 
 @pytest.fixture(scope="session")

@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import torch
@@ -227,13 +227,18 @@ def default_learning_rate(backbone: str, train_layers: TrainLayers) -> float:
     return base * LR_SCALE[train_layers]
 
 
+def _classifier_of(model: nn.Module) -> nn.Module:
+    """timm's classifier layer (typed: nn.Module attributes read as Tensor | Module)."""
+    return cast(nn.Module, cast(Any, model).get_classifier())
+
+
 def select_trainable(model: nn.Module, train_layers: TrainLayers, last_blocks: int) -> int:
     """Freeze what is not trained; returns the number of trainable parameters.
 
     Blocks are timm's coarse parameter groups (stem, each stage, the final conv/norm), so
     ``last_blocks=2`` means the classifier plus the last two groups before it.
     """
-    classifier = {id(p) for p in model.get_classifier().parameters()}
+    classifier = {id(p) for p in _classifier_of(model).parameters()}
     if train_layers == "all":
         names = {n for n, _ in model.named_parameters()}
     else:
@@ -241,7 +246,7 @@ def select_trainable(model: nn.Module, train_layers: TrainLayers, last_blocks: i
         if train_layers == "last_blocks":
             from timm.models import group_parameters
 
-            groups = group_parameters(model, model.group_matcher(coarse=True))
+            groups = group_parameters(model, cast(Any, model).group_matcher(coarse=True))
             params = dict(model.named_parameters())
             body = [
                 group
@@ -269,7 +274,7 @@ def _set_train_mode(model: nn.Module, train_batchnorm: bool) -> None:
 def init_classifier(model: nn.Module, head: TrainedHead, num_classes: int) -> None:
     """Copy a single-layer linear probe (logits = W x + b on pooled features) into the model."""
     layer = head.layers[0]
-    classifier = model.get_classifier()
+    classifier = _classifier_of(model)
     if len(head.layers) != 1 or not isinstance(classifier, nn.Linear):
         raise ValueError("only a single linear layer can initialise the classifier")
     if layer.weight.shape != (num_classes, classifier.in_features):
@@ -478,7 +483,7 @@ def finetune(
     if init_head is not None:
         init_classifier(network, init_head, num_classes)
     trainable = select_trainable(network, config.train_layers, config.last_blocks)
-    network = network.to(device, memory_format=torch.channels_last)
+    network = network.to(device).to(memory_format=torch.channels_last)
     lr = config.learning_rate or default_learning_rate(backbone, config.train_layers)
 
     counts = np.bincount([y for _, y in train], minlength=num_classes)
@@ -577,7 +582,7 @@ def finetune(
         # Autocast scores are not what the exported float32 model will say: score again.
         _, _, best_proba = trainer.evaluate(val_loader, exact=True)
     classifier = build_classifier(
-        network.to("cpu", memory_format=torch.contiguous_format).float(), nn.Identity()
+        network.to("cpu").to(memory_format=torch.contiguous_format).float(), nn.Identity()
     )
     for param in classifier.parameters():
         param.requires_grad_(False)
