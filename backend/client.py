@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -160,7 +161,14 @@ class ApiClient:
         except httpx.HTTPError as exc:
             raise ClientError(f"Lost the connection to the server: {exc}") from exc
 
-    def download(self, run_id: int, fmt: str, dest: Path) -> Path:
+    def download(self, run_id: int, fmt: str, dest: Path, wait_s: float = 300) -> Path:
+        """Save a model file; a format still being exported after the run is waited for."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            pending = (self.run(run_id).get("metrics") or {}).get("exports_pending") or []
+            if fmt not in pending or time.monotonic() > deadline:
+                break
+            time.sleep(1.0)
         with self.http.stream("GET", f"/api/runs/{run_id}/artifacts/{fmt}") as stream:
             if stream.status_code >= 400:
                 stream.read()

@@ -267,6 +267,9 @@ def evaluation(labels: list[str], examples: list[Example], proba: np.ndarray) ->
     return compute_metrics([e.label for e in examples], proba, labels)
 
 
+EXTRA_FORMATS = ("torchscript", "bundle")
+
+
 def store_outcome(
     run_id: int,
     examples: list[Example],
@@ -274,11 +277,18 @@ def store_outcome(
     settings: Settings,
     reporter: RunReporter,
 ) -> None:
+    """Verified ONNX first, then the run is done; TorchScript and the bundle follow.
+
+    The ONNX model is what prediction serves, so the run succeeds as soon as it is
+    verified; the other formats are listed as ``exports_pending`` until they are ready.
+    """
     reporter.stage("exporting", 0.94)
     started = time.perf_counter()
-    artifacts = export_artifacts(run_id, examples, outcome, settings, reporter)
+    paths = ArtifactPaths(settings, run_id, outcome.backbone)
+    onnx_artifact = export_onnx_artifact(paths, outcome)
     metrics = dict(outcome.metrics)
     metrics.setdefault("timings", {})["export_s"] = round(time.perf_counter() - started, 3)
+    metrics["exports_pending"] = list(EXTRA_FORMATS)
     reporter.check_cancel()
     predictions = [
         Prediction(
@@ -296,7 +306,7 @@ def store_outcome(
     with session_scope() as session:
         session.execute(delete(Prediction).where(Prediction.run_id == run_id))
         session.execute(delete(Artifact).where(Artifact.run_id == run_id))
-        session.add_all([*predictions, *artifacts])
+        session.add_all([*predictions, onnx_artifact])
         session.execute(
             update(Run)
             .where(Run.id == run_id)
@@ -311,59 +321,102 @@ def store_outcome(
                 finished_at=utcnow(),
             )
         )
+    export_extra_artifacts(paths, examples, outcome, metrics)
 
 
-def export_artifacts(
-    run_id: int,
-    examples: list[Example],
-    outcome: Outcome,
-    settings: Settings,
-    reporter: RunReporter,
-) -> list[Artifact]:
-    """ONNX, TorchScript and the bundle, each verified before it is renamed into place."""
-    from worker.ml.bundle import build_bundle
-    from worker.ml.export import compose_classifier_onnx, export_onnx, export_torchscript
-    from worker.model_card import CardFacts, render_model_card
+@dataclass(frozen=True)
+class ArtifactPaths:
+    settings: Settings
+    run_id: int
+    backbone: str
 
-    out_dir = settings.artifacts_dir / f"run-{run_id}"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stem = f"autodl-run{run_id}-{outcome.backbone}"
-    metadata = {
-        "backbone": outcome.backbone,
-        "weights": str(outcome.weights.get("source", "")),
-        "run_id": str(run_id),
-    }
+    @property
+    def folder(self) -> Path:
+        folder = self.settings.artifacts_dir / f"run-{self.run_id}"
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    @property
+    def stem(self) -> str:
+        return f"autodl-run{self.run_id}-{self.backbone}"
+
+    def metadata(self, outcome: Outcome) -> dict[str, str]:
+        return {
+            "backbone": outcome.backbone,
+            "weights": str(outcome.weights.get("source", "")),
+            "run_id": str(self.run_id),
+        }
+
+
+def export_onnx_artifact(paths: ArtifactPaths, outcome: Outcome) -> Artifact:
+    """The classifier as ONNX, checked against the run's own validation predictions."""
+    from worker.ml.export import compose_classifier_onnx, export_onnx
+
+    target = paths.folder / "model.onnx"
     if outcome.head is not None and outcome.feature_onnx is not None:
-        onnx_path = compose_classifier_onnx(
+        compose_classifier_onnx(
             outcome.feature_onnx,
             outcome.head,
             outcome.preprocess,
             outcome.labels,
-            out_dir / "model.onnx",
-            metadata=metadata,
+            target,
+            metadata=paths.metadata(outcome),
         )
     else:
-        onnx_path = export_onnx(
+        export_onnx(
             outcome.model,
             outcome.preprocess,
             outcome.labels,
-            out_dir / "model.onnx",
-            metadata=metadata,
+            target,
+            metadata=paths.metadata(outcome),
         )
-    verify_export(onnx_path, outcome)
-    reporter.check_cancel()
-    reporter.stage("exporting", 0.96)
-    torchscript_path = export_torchscript(
+    verify_export(target, outcome)
+    return _artifact_row(paths.run_id, "onnx", target, f"{paths.stem}.onnx")
+
+
+def export_extra_artifacts(
+    paths: ArtifactPaths, examples: list[Example], outcome: Outcome, metrics: dict[str, Any]
+) -> None:
+    """TorchScript and the bundle of a succeeded run, each listed once verified. A failure
+    is recorded in the metrics (the run keeps its verified ONNX model)."""
+    errors: dict[str, str] = {}
+    for fmt, build in (("torchscript", _torchscript), ("bundle", _bundle)):
+        try:
+            artifact = build(paths, examples, outcome)
+        except Exception as exc:
+            log.exception("run %s: %s export failed", paths.run_id, fmt)
+            errors[fmt] = f"{type(exc).__name__}: {exc}"
+            artifact = None
+        pending = [f for f in metrics["exports_pending"] if f != fmt]
+        metrics = {**metrics, "exports_pending": pending}
+        if errors:
+            metrics["export_errors"] = errors
+        with session_scope() as session:
+            if artifact is not None:
+                session.add(artifact)
+            session.execute(update(Run).where(Run.id == paths.run_id).values(metrics=metrics))
+
+
+def _torchscript(paths: ArtifactPaths, examples: list[Example], outcome: Outcome) -> Artifact:
+    from worker.ml.export import export_torchscript
+
+    target = paths.folder / "model.torchscript.pt"
+    export_torchscript(
         outcome.model,
         outcome.preprocess,
         outcome.labels,
-        out_dir / "model.torchscript.pt",
-        metadata=metadata,
+        target,
+        metadata=paths.metadata(outcome),
     )
-    reporter.check_cancel()
-    reporter.stage("exporting", 0.98)
+    return _artifact_row(paths.run_id, "torchscript", target, f"{paths.stem}.torchscript.pt")
+
+
+def _bundle(paths: ArtifactPaths, examples: list[Example], outcome: Outcome) -> Artifact:
+    from worker.ml.bundle import build_bundle
+    from worker.model_card import CardFacts, render_model_card
+
     with session_scope() as session:
-        run = session.get(Run, run_id)
+        run = session.get(Run, paths.run_id)
         assert run is not None
         project_name, mode = run.project.name, run.mode
     counts: dict[str, dict[str, int]] = {}
@@ -373,7 +426,7 @@ def export_artifacts(
     card = render_model_card(
         CardFacts(
             project=project_name,
-            run_id=run_id,
+            run_id=paths.run_id,
             mode=mode,
             backbone=outcome.backbone,
             weights_source=str(outcome.weights.get("source", "")),
@@ -387,22 +440,18 @@ def export_artifacts(
             decision=outcome.decision,
         )
     )
-    (out_dir / "MODEL_CARD.md").write_text(card)
-    bundle_path = build_bundle(
-        onnx_path,
-        out_dir / "bundle.zip",
+    (paths.folder / "MODEL_CARD.md").write_text(card)
+    target = build_bundle(
+        paths.folder / "model.onnx",
+        paths.folder / "bundle.zip",
         labels=outcome.labels,
         preprocess=outcome.preprocess,
         model_card=card,
         check_image=outcome.val_examples[0].path,
         expected=outcome.val_proba[0],
-        root=stem,
+        root=paths.stem,
     )
-    return [
-        _artifact_row(run_id, "onnx", onnx_path, f"{stem}.onnx"),
-        _artifact_row(run_id, "torchscript", torchscript_path, f"{stem}.torchscript.pt"),
-        _artifact_row(run_id, "bundle", bundle_path, f"{stem}.zip"),
-    ]
+    return _artifact_row(paths.run_id, "bundle", target, f"{paths.stem}.zip")
 
 
 def verify_export(onnx_path: Path, outcome: Outcome, sample: int = 16) -> None:

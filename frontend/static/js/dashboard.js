@@ -32,6 +32,7 @@ function card(title, body, { id, extra } = {}) {
 }
 
 function evalSplit(predictions, metrics) {
+  if (metrics.eval_split) return metrics.eval_split;
   const total = metrics.confusion_matrix?.matrix?.flat().reduce((a, b) => a + b, 0) ?? null;
   const bySplit = new Map();
   for (const item of predictions.items) bySplit.set(item.split, (bySplit.get(item.split) || 0) + 1);
@@ -150,7 +151,25 @@ function downloadsCard(run) {
           h("span", { class: "download-size muted small", title: `SHA-256 ${a.sha256}` }, `${a.filename} · ${bytes(a.size_bytes)}`)));
     }))
     : h("p", { class: "muted" }, "This run has no model files.");
-  return card("Download the model", body, { id: "downloads" });
+  const pending = (run.metrics || {}).exports_pending || [];
+  const note = pending.length
+    ? h("p", { class: "muted small", id: "exports-pending" },
+      `Preparing ${pending.map((f) => (ARTIFACT_WORDS[f] || [f])[0]).join(" and ")}…`)
+    : null;
+  const failed = Object.keys((run.metrics || {}).export_errors || {});
+  const error = failed.length
+    ? h("p", { class: "muted small" },
+      `Could not prepare: ${failed.map((f) => (ARTIFACT_WORDS[f] || [f])[0]).join(", ")}. The ONNX model is complete.`)
+    : null;
+  const element = card("Download the model", h("div", {}, body, note, error), { id: "downloads" });
+  if (pending.length) {
+    // TorchScript and the bundle are finished a few seconds after the run: check back.
+    setTimeout(async () => {
+      const fresh = await api(`/runs/${run.id}`).catch(() => null);
+      if (fresh && element.isConnected) element.replaceWith(downloadsCard(fresh));
+    }, 2000);
+  }
+  return element;
 }
 
 export async function renderDashboard(container, run, { plotlyUrl, cellDialog }) {
