@@ -12,16 +12,21 @@ from pathlib import Path
 from tests.conftest import REPO_ROOT
 
 
-def run_autodl(*args: str, data_dir: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTODL_")}
-    env["AUTODL_DATA_DIR"] = str(data_dir)
+def run_autodl(
+    *args: str, data_dir: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`autodl ARGS` in a subprocess, with no AUTODL_ setting but those given."""
+    if env is None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AUTODL_")}
+    if data_dir is not None:
+        env = {**env, "AUTODL_DATA_DIR": str(data_dir)}
     return subprocess.run(
         [sys.executable, "-m", "backend.cli", *args],
         cwd=REPO_ROOT,
         env=env,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,
     )
 
 

@@ -5,27 +5,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO_ROOT
 from tests.e2e.server import live_server, signup
+from tests.test_cli_admin import run_autodl
 
 pytestmark = pytest.mark.slow
-
-
-def autodl(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "backend.cli", *args],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
 
 
 def test_cli_upload_train_download_predict(
@@ -44,7 +31,7 @@ def test_cli_upload_train_download_predict(
         env = {k: v for k, v in os.environ.items() if not k.startswith("AUTODL_")}
         env["AUTODL_CLIENT_CONFIG"] = str(tmp_path / "client.json")
 
-        login = autodl(
+        login = run_autodl(
             "login",
             server.url,
             "--email",
@@ -56,32 +43,34 @@ def test_cli_upload_train_download_predict(
         assert login.returncode == 0, login.stderr
         assert json.loads((tmp_path / "client.json").read_text())["url"] == server.url
 
-        upload = autodl("upload", "Bugs", str(folder), env=env)
+        upload = run_autodl("upload", "Bugs", str(folder), env=env)
         assert upload.returncode == 0, upload.stderr
         assert "32 accepted, 0 duplicates, 0 rejected" in upload.stdout
 
-        projects = autodl("projects", env=env)
+        projects = run_autodl("projects", env=env)
         assert "Bugs" in projects.stdout and "32" in projects.stdout
 
-        train = autodl("train", "Bugs", "--backbone", "tf_efficientnet_lite0", "--wait", env=env)
+        train = run_autodl(
+            "train", "Bugs", "--backbone", "tf_efficientnet_lite0", "--wait", env=env
+        )
         assert train.returncode == 0, train.stderr
         assert "accuracy" in train.stdout and "succeeded" in train.stdout
         run_id = train.stdout.split("run ", 1)[1].split()[0]
 
-        runs = autodl("runs", "Bugs", env=env)
+        runs = run_autodl("runs", "Bugs", env=env)
         assert "succeeded" in runs.stdout
 
         for fmt in ("onnx", "bundle"):
-            download = autodl("download", run_id, "--format", fmt, "-o", str(tmp_path), env=env)
+            download = run_autodl("download", run_id, "--format", fmt, "-o", str(tmp_path), env=env)
             assert download.returncode == 0, download.stderr
         assert list(tmp_path.glob("autodl-run*.onnx")) and list(tmp_path.glob("autodl-run*.zip"))
 
         image = next((folder / "val" / "bees").iterdir())
-        predict = autodl("predict", run_id, str(image), "--json", env=env)
+        predict = run_autodl("predict", run_id, str(image), "--json", env=env)
         assert predict.returncode == 0, predict.stderr
         (answer,) = json.loads(predict.stdout)
         assert answer["label"] in ("ants", "bees")
         assert abs(sum(answer["probabilities"].values()) - 1) < 1e-4
 
-        missing = autodl("download", "9999", env=env)
+        missing = run_autodl("download", "9999", env=env)
         assert missing.returncode == 1 and "404" in missing.stderr

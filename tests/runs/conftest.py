@@ -73,3 +73,18 @@ def execute(run_id: int) -> str:
     from worker.pipeline import execute_run
 
     return execute_run(run_id)
+
+
+def assert_predict_matches_stored(client: TestClient, user: ApiUser, run_id: int) -> None:
+    """The exported model behind /predict says what the run stored for a validation image."""
+    predictions = client.get(f"/api/runs/{run_id}/predictions", headers=user.headers).json()
+    stored = predictions["items"][0]
+    image = client.get(f"/api/images/{stored['image_id']}/file", headers=user.headers).content
+    answer = client.post(
+        f"/api/runs/{run_id}/predict",
+        files=[("file", (stored["filename"], image, "image/jpeg"))],
+        headers=user.headers,
+    ).json()
+    assert answer["label"] == stored["predicted_label"]
+    for name, p in stored["probabilities"].items():
+        assert abs(answer["probabilities"][name] - p) < 1e-4

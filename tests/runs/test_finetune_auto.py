@@ -8,22 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.conftest import ApiUser
-from tests.runs.conftest import execute, start_run
-
-
-def _predict_matches_stored(client: TestClient, user: ApiUser, run_id: int) -> None:
-    """The exported model behind /predict says what the run stored for a validation image."""
-    predictions = client.get(f"/api/runs/{run_id}/predictions", headers=user.headers).json()
-    stored = predictions["items"][0]
-    image = client.get(f"/api/images/{stored['image_id']}/file", headers=user.headers).content
-    answer = client.post(
-        f"/api/runs/{run_id}/predict",
-        files=[("file", (stored["filename"], image, "image/jpeg"))],
-        headers=user.headers,
-    ).json()
-    assert answer["label"] == stored["predicted_label"]
-    for name, p in stored["probabilities"].items():
-        assert abs(answer["probabilities"][name] - p) < 1e-4
+from tests.runs.conftest import assert_predict_matches_stored, execute, start_run
 
 
 @pytest.mark.slow
@@ -71,7 +56,7 @@ def test_finetune_run_survives_out_of_memory_and_exports_a_model_with_curves(
 
     artifacts = client.get(f"/api/runs/{run['id']}/artifacts", headers=user.headers).json()
     assert "onnx" in [a["format"] for a in artifacts]
-    _predict_matches_stored(client, user, run["id"])
+    assert_predict_matches_stored(client, user, run["id"])
 
 
 @pytest.mark.slow
@@ -95,7 +80,7 @@ def test_auto_run_explains_its_choice_and_keeps_at_least_the_linear_probe(
     assert chosen["mode"] == "linear"
     assert "Fine-tuning was skipped" in decision["reason"]
     assert body["metrics"]["accuracy"] >= chosen["linear_val_accuracy"]
-    _predict_matches_stored(client, user, run["id"])
+    assert_predict_matches_stored(client, user, run["id"])
 
 
 @pytest.mark.slow

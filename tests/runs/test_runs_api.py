@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.conftest import ApiUser, reset_caches
-from tests.runs.conftest import execute, start_run
+from tests.runs.conftest import assert_predict_matches_stored, execute, start_run
 
 
 def test_create_run_is_committed_then_enqueued(
@@ -171,16 +171,7 @@ def test_linear_run_on_hymenoptera_end_to_end(
     assert "attachment" in download.headers["content-disposition"]
     assert len(download.content) == artifacts[0]["size_bytes"]
 
-    stored = predictions["items"][0]
-    image = client.get(f"/api/images/{stored['image_id']}/file", headers=user.headers).content
-    answer = client.post(
-        f"/api/runs/{run['id']}/predict",
-        files=[("file", (stored["filename"], image, "image/jpeg"))],
-        headers=user.headers,
-    ).json()
-    assert answer["label"] == stored["predicted_label"]
-    for name, p in stored["probabilities"].items():
-        assert abs(answer["probabilities"][name] - p) < 1e-4
+    assert_predict_matches_stored(client, user, run["id"])
 
     # Same backbone again: every embedding comes from the cache.
     second = start_run(client, user, hymenoptera_project, backbone="tf_efficientnet_lite0")
