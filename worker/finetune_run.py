@@ -123,7 +123,7 @@ def train_finetune(
         val_proba=result.val_proba,
         val_examples=val_ex,
         metrics=metrics,
-        model=result.model,
+        build_model=lambda: result.model,
         preprocess=result.preprocess,
         backbone=backbone,
         weights=weights,

@@ -97,7 +97,6 @@ def train_linear(
 ) -> Outcome:
     from worker.ml.backbones import create_backbone
     from worker.ml.export import build_classifier
-    from worker.ml.features import feature_onnx
     from worker.ml.heads import train_head
 
     data = embed_splits(examples, backbone, settings, reporter)
@@ -142,25 +141,27 @@ def train_linear(
         timings={"featurize_s": round(featurize_s, 3), "train_head_s": round(train_s, 3)},
         weights=_weights_dict(embedded.weights),
     )
-    network, _, _ = create_backbone(
-        backbone,
-        pretrained=bool(options.get("pretrained", True)),
-        weights_dir=settings.weights_dir,
-        offline=settings.hf_offline,
-    )
+
+    def build_model() -> Any:
+        network, _, _ = create_backbone(
+            backbone,
+            pretrained=bool(options.get("pretrained", True)),
+            weights_dir=settings.weights_dir,
+            offline=settings.hf_offline,
+        )
+        return build_classifier(network, head)
+
     return Outcome(
         labels=labels,
         val_proba=val_proba,
         val_examples=val_ex,
         metrics=metrics,
-        model=build_classifier(network, head),
+        build_model=build_model,
         preprocess=embedded.preprocess,
         backbone=backbone,
         weights=_weights_dict(embedded.weights),
         head=head,
-        feature_onnx=feature_onnx(
-            network, backbone, embedded.weights, embedded.preprocess, settings.cache_dir
-        ),
+        feature_onnx=embedded.feature_graph,
     )
 
 

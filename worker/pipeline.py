@@ -10,6 +10,7 @@ import hashlib
 import logging
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -249,7 +250,9 @@ class Outcome:
     val_proba: np.ndarray  # (n_val, C), columns in ``labels`` order
     val_examples: list[Example]
     metrics: dict[str, Any]
-    model: Any  # torch nn.Module: normalized image batch -> probabilities
+    # Builds the torch nn.Module (normalized image batch -> probabilities); called only
+    # when a format needs it, so a linear run never loads the torch backbone to succeed.
+    build_model: Callable[[], Any]
     preprocess: Any  # backend.inference.preprocess.Preprocess
     backbone: str
     weights: dict[str, Any]
@@ -364,7 +367,7 @@ def export_onnx_artifact(paths: ArtifactPaths, outcome: Outcome) -> Artifact:
         )
     else:
         export_onnx(
-            outcome.model,
+            outcome.build_model(),
             outcome.preprocess,
             outcome.labels,
             target,
@@ -402,7 +405,7 @@ def _torchscript(paths: ArtifactPaths, examples: list[Example], outcome: Outcome
 
     target = paths.folder / "model.torchscript.pt"
     export_torchscript(
-        outcome.model,
+        outcome.build_model(),
         outcome.preprocess,
         outcome.labels,
         target,

@@ -59,7 +59,8 @@ NESTED_ARCHIVE = (
 ENCRYPTED = "This entry of the zip is password-protected; unpack it and upload the pictures."
 ZIP_DAMAGED = "This zip file is damaged or incomplete and could not be opened."
 ZIP_ENTRY_DAMAGED = "This entry of the zip is damaged and could not be unpacked."
-# What zipfile raises for a bad entry: CRC mismatch, bad header, unknown compression...
+# What zipfile raises for a bad entry: CRC mismatch, bad header, and NotImplementedError
+# for a compression method it cannot unpack (not a placeholder: an answer to report).
 _ZIP_READ_ERRORS = (
     zipfile.BadZipFile,
     zlib.error,

@@ -53,6 +53,8 @@ class EmbeddingResult:
     seconds: float
     failed: list[str] = field(default_factory=list)
     runtime: str = ""
+    # The cached pooled-feature ONNX graph, when one exists (CPU featurization makes it).
+    feature_graph: Path | None = None
 
     @property
     def valid(self) -> np.ndarray:
@@ -268,6 +270,9 @@ def embed_images(
         seconds=time.perf_counter() - start,
         failed=failed,
         runtime=used,
+        feature_graph=graph
+        if (graph := _onnx_path(cache_dir, backbone, weights, pp)).exists()
+        else None,
     )
 
 
