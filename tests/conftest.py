@@ -22,6 +22,14 @@ POSTGRES_ADMIN_URL = os.environ.get(
 REDIS_TEST_URL = os.environ.get("AUTODL_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
+def redis_test_db(purpose: str, default: int) -> str:
+    """A Redis database of its own per purpose; AUTODL_TEST_REDIS_DB_<PURPOSE> moves it, so
+    that two checkouts can run the suite at once on one Redis server without flushing each
+    other's queues."""
+    db = os.environ.get(f"AUTODL_TEST_REDIS_DB_{purpose.upper()}", str(default))
+    return REDIS_TEST_URL.rsplit("/", 1)[0] + f"/{db}"
+
+
 def require_hymenoptera() -> Path:
     """The shared real dataset; CI must have it, a developer checkout may not."""
     if not HYMENOPTERA.is_dir():

@@ -9,7 +9,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.conftest import REDIS_TEST_URL, hymenoptera_zip
+from tests.conftest import hymenoptera_zip, redis_test_db
 from tests.e2e.server import follow_events, live_server, signup, spawn, stop, wait_healthy
 
 pytestmark = pytest.mark.slow
@@ -83,7 +83,7 @@ def test_killed_worker_never_leaves_a_run_running(tmp_path: Path, hymenoptera: P
     """Kill the worker mid-featurization; a new worker requeues the run and finishes it."""
     import redis
 
-    redis_url = REDIS_TEST_URL.rsplit("/", 1)[0] + "/14"
+    redis_url = redis_test_db("e2e", 14)
     redis.Redis.from_url(redis_url).flushdb()
     env = {"AUTODL_REDIS_URL": redis_url, "AUTODL_WORKER_HEARTBEAT_TIMEOUT_S": "6"}
     with live_server(tmp_path / "data", worker=False, **env) as (server, _):

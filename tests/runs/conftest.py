@@ -10,9 +10,9 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
-from tests.conftest import REDIS_TEST_URL, ApiUser, hymenoptera_zip
+from tests.conftest import ApiUser, hymenoptera_zip, redis_test_db
 
-RUNS_REDIS_URL = REDIS_TEST_URL.rsplit("/", 1)[0] + "/15"
+RUNS_REDIS_URL = redis_test_db("runs", 15)
 
 
 @pytest.fixture
