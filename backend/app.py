@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -11,10 +12,12 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 
 from backend import __version__, migrations
+from backend.apidocs import install_api_docs
 from backend.auth.router import router as auth_router
 from backend.config import get_settings
 from backend.db import get_engine
 from backend.errors import install_error_handlers
+from backend.headers import SecurityHeaders
 from backend.images.router import router as images_router
 from backend.limits import BodySizeLimit
 from backend.pages.router import router as pages_router
@@ -31,14 +34,24 @@ async def lifespan(_: FastAPI) -> AsyncIterator[None]:
     settings.check_production()
     settings.ensure_dirs()
     migrations.upgrade(settings.resolved_database_url)
-    yield
+    # Uploads spool to disk past 1 MB (Starlette's SpooledTemporaryFile, which takes no folder
+    # argument): into the data dir, whose disk is sized for images, not the system's /tmp.
+    system_tmp, tempfile.tempdir = tempfile.tempdir, str(settings.tmp_dir.resolve())
+    try:
+        yield
+    finally:
+        tempfile.tempdir = system_tmp
 
 
 def create_app() -> FastAPI:
     settings = get_settings()
-    app = FastAPI(title="autodl", version=__version__, lifespan=lifespan)
+    app = FastAPI(
+        title="autodl", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None
+    )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(SecurityHeaders)  # outermost: the 413 above gets the headers too
     install_error_handlers(app)
+    install_api_docs(app)
 
     @app.get("/api/health", tags=["health"])
     def health(worker: bool = True) -> dict[str, object]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import re
 from functools import lru_cache
 from pathlib import Path
 
@@ -74,10 +76,13 @@ class Settings(BaseSettings):
 
     def check_production(self) -> None:
         """Refuse to run against a shared database with a guessable secret key."""
-        if not self.is_sqlite and self.secret_key in ("", DEFAULT_SECRET_KEY):
+        if self.is_sqlite:
+            return
+        if self.secret_key == DEFAULT_SECRET_KEY or secret_key_bits(self.secret_key) < 256:
             raise RuntimeError(
-                "AUTODL_SECRET_KEY must be set to a long random value when "
-                "AUTODL_DATABASE_URL points at a production database."
+                "AUTODL_SECRET_KEY must hold at least 32 random bytes when AUTODL_DATABASE_URL "
+                "points at a production database, e.g. the output of "
+                "python -c 'import secrets; print(secrets.token_urlsafe(32))'."
             )
 
     def ensure_dirs(self) -> None:
@@ -91,6 +96,32 @@ class Settings(BaseSettings):
             self.tmp_dir,
         ):
             path.mkdir(parents=True, exist_ok=True)
+
+
+_CHARACTER_CLASSES = (
+    (re.compile(r"^[0-9a-fA-F]+$"), 16),  # hex, as from secrets.token_hex
+    (re.compile(r"^[A-Za-z0-9_\-]+$"), 64),  # URL-safe base64, as from secrets.token_urlsafe
+    (re.compile(r"^[A-Za-z0-9+/=]+$"), 64),  # base64, as from openssl rand -base64
+)
+
+
+def secret_key_bits(key: str) -> float:
+    """An upper estimate of a key's entropy in bits: its length times the bits per character
+    of the alphabet it is drawn from. A key that repeats a pattern ('xxxx...', a word over and
+    over) counts as one copy of the pattern, so it cannot pass by length alone."""
+    period = next(
+        (
+            p
+            for p in range(1, len(key) // 2 + 1)
+            if key == (key[:p] * (len(key) // p + 1))[: len(key)]
+        ),
+        len(key),
+    )
+    symbols = key[:period]
+    if len(set(symbols)) < 2:
+        return 0.0
+    alphabet = next((size for pattern, size in _CHARACTER_CLASSES if pattern.match(key)), 95)
+    return len(symbols) * math.log2(alphabet)
 
 
 @lru_cache

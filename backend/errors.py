@@ -64,12 +64,15 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse(
-            {"detail": _validation_message(exc), "errors": _jsonable(exc.errors())},
+            {"detail": _validation_message(exc), "errors": _public_errors(exc)},
             status_code=422,
         )
 
 
-def _jsonable(errors: object) -> object:
-    import json
-
-    return json.loads(json.dumps(errors, default=str))
+def _public_errors(exc: RequestValidationError) -> list[dict[str, object]]:
+    """Where and why, never what was sent: an error's ``input`` may be a password (or a whole
+    body holding one), and an answer must not echo secrets into logs, proxies or screens."""
+    return [
+        {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": e["type"]}
+        for e in exc.errors()
+    ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -36,6 +38,17 @@ WEIGHTS_WORDS = {
 }
 
 
+# Markdown punctuation that could start emphasis, a link, a heading, code or a table cell.
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~>])")
+
+
+def md(text: object) -> str:
+    """A user's text (label or project name) as literal Markdown: HTML tags and entities are
+    escaped, punctuation is backslash-escaped, and a newline cannot end a table row."""
+    escaped = html.escape(" ".join(str(text).split()), quote=False)
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", escaped)
+
+
 def _pct(value: float) -> str:
     return f"{value * 100:.1f} %"
 
@@ -44,10 +57,10 @@ def render_model_card(facts: CardFacts) -> str:
     m = facts.metrics
     labels = list(facts.labels)
     lines = [
-        f"# Model card: {facts.project} (autodl run {facts.run_id})",
+        f"# Model card: {md(facts.project)} (autodl run {facts.run_id})",
         "",
         f"An image classifier that sorts a picture into one of {len(labels)} classes: "
-        + ", ".join(f"**{name}**" for name in labels)
+        + ", ".join(f"**{md(name)}**" for name in labels)
         + ".",
         "",
         "## How it was made",
@@ -67,7 +80,9 @@ def render_model_card(facts: CardFacts) -> str:
     ]
     for name in labels:
         c = facts.counts.get(name, {})
-        lines.append(f"| {name} | {c.get('train', 0)} | {c.get('val', 0)} | {c.get('test', 0)} |")
+        lines.append(
+            f"| {md(name)} | {c.get('train', 0)} | {c.get('val', 0)} | {c.get('test', 0)} |"
+        )
     lines += [
         "",
         "## Validation results",
@@ -82,16 +97,16 @@ def render_model_card(facts: CardFacts) -> str:
     ]
     for name, s in m.get("per_class", {}).items():
         lines.append(
-            f"| {name} | {_pct(s['precision'])} | {_pct(s['recall'])} | {_pct(s['f1'])} "
+            f"| {md(name)} | {_pct(s['precision'])} | {_pct(s['recall'])} | {_pct(s['f1'])} "
             f"| {s['support']} |"
         )
     cm = m.get("confusion_matrix", {})
     if cm:
         lines += ["", "Confusion matrix (rows: true label, columns: predicted):", ""]
-        lines.append("| true \\ predicted | " + " | ".join(cm["labels"]) + " |")
+        lines.append("| true \\ predicted | " + " | ".join(md(n) for n in cm["labels"]) + " |")
         lines.append("|---|" + "---:|" * len(cm["labels"]))
         for name, row in zip(cm["labels"], cm["matrix"], strict=True):
-            lines.append(f"| {name} | " + " | ".join(str(v) for v in row) + " |")
+            lines.append(f"| {md(name)} | " + " | ".join(str(v) for v in row) + " |")
     lines += [
         "",
         "## Intended use",

@@ -7,9 +7,10 @@ from fastapi import Depends
 from backend.deps import CurrentUser, SessionDep
 from backend.images import service
 from backend.images.models import Image
+from backend.schemas import PathId
 
 
-def owned_image(iid: int, user: CurrentUser, session: SessionDep) -> Image:
+def owned_image(iid: PathId, user: CurrentUser, session: SessionDep) -> Image:
     return service.get_image(session, user, iid)
 
 

@@ -28,14 +28,13 @@ from backend.config import Settings
 from backend.errors import InvalidInput
 from backend.images.decode import NotAPicture, read_picture
 from backend.images.models import SPLITS, Image
-from backend.projects.models import Label, Project
-from backend.projects.schemas import clean_name
-from backend.projects.service import find_label, next_label_color
+from backend.projects.models import Label, Project, label_key
+from backend.projects.schemas import label_name
+from backend.projects.service import LabelNameClash, find_label, next_label_color
 from backend.storage import FileTooLarge, ImageStore, StagedFile
 
 logger = logging.getLogger(__name__)
 
-LABEL_MAX_CHARS = 100
 FILENAME_MAX_CHARS = 255
 NESTED_ARCHIVE_SUFFIXES = frozenset(
     {".zip", ".tar", ".gz", ".tgz", ".bz2", ".tbz2", ".xz", ".txz", ".7z", ".rar", ".zst"}
@@ -146,6 +145,8 @@ def ingest_files(
     of a zip entry or of a relative file name (``train/ants/x.jpg``) do not say otherwise."""
     run = _Ingest(session, settings, project)
     label, split = parse_label(label), parse_split(split)
+    if label:
+        run.label(label)  # a clash with an existing label's name is a 409 before any work
     for source in sources:
         name = _basename(source.filename)
         if _is_hidden(name):
@@ -245,6 +246,8 @@ class _Ingest:
             self._add(shown, filename, fileobj, label, split)
         except (_Rejection, NotAPicture) as exc:
             self.reject(shown, exc.reason)
+        except LabelNameClash as exc:
+            self.reject(shown, exc.detail)
         except Exception:
             logger.exception("could not ingest %r into project %s", shown, self.project.id)
             self.reject(shown, COULD_NOT_READ)
@@ -378,8 +381,8 @@ class _Ingest:
         except NotAPicture as exc:
             self.rejected_sha[staged.sha256] = exc.reason
             raise
+        label_row = self.label(label) if label else None
         self.store.put(staged, picture.thumbnail_jpeg)
-        label_row = self._label(label) if label else None
         image_id = _insert_image(
             self.session,
             project_id=self.project.id,
@@ -407,7 +410,7 @@ class _Ingest:
             select(Image.id).where(Image.project_id == self.project.id, Image.sha256 == sha256)
         )
 
-    def _label(self, name: str) -> Label:
+    def label(self, name: str) -> Label:
         if name not in self.labels:
             self.labels[name] = ensure_label(self.session, self.project, name)
         return self.labels[name]
@@ -439,15 +442,23 @@ class _BudgetedReader:
 
 def ensure_label(session: Session, project: Project, name: str) -> Label:
     """The project's label called ``name``, created if missing, also when concurrent uploads
-    create the same new label at once (the loser of the race reads the winner's row)."""
+    create the same new label at once (the loser of the race reads the winner's row).
+    A label whose name differs only in case or Unicode form is a clash, not a match."""
     label = find_label(session, project, name)
     if label is None:
         count = session.scalar(select(func.count()).where(Label.project_id == project.id)) or 0
-        values = {"project_id": project.id, "name": name, "color": next_label_color(count)}
-        _insert_unless_present(session, Label, values, ["project_id", "name"])
+        values = {
+            "project_id": project.id,
+            "name": name,
+            "name_key": label_key(name),
+            "color": next_label_color(count),
+        }
+        _insert_unless_present(session, Label, values, ["project_id", "name_key"])
         label = find_label(session, project, name)
         if label is None:
             raise RuntimeError(f"label {name!r} neither inserted nor found")
+    if label.name != name:
+        raise LabelNameClash(name, label.name)
     return label
 
 
@@ -504,14 +515,6 @@ def _placement(folders: Sequence[str]) -> tuple[str | None, str | None]:
     split = next((f.lower() for f in folders if f.lower() in SPLITS), None)
     rest = [f for f in folders if f.lower() not in SPLITS]
     return split, (rest[-1] if rest else None)
-
-
-def label_name(raw: str) -> str:
-    """A label name from a form, a folder or a zip: stored verbatim, only tidied."""
-    name = clean_name(unicodedata.normalize("NFC", raw), "label name")
-    if len(name) > LABEL_MAX_CHARS:
-        raise ValueError(f"label name is longer than {LABEL_MAX_CHARS} characters")
-    return name
 
 
 def _basename(name: str) -> str:

@@ -24,10 +24,10 @@ from backend.projects.deps import ProjectDep
 
 router = APIRouter(tags=["images"])
 
-# Served bytes are never sniffed, never run as a page, and stay in the user's own cache.
+# Served bytes never run as a page and stay in the user's own cache (nosniff, like every
+# response, comes from backend/headers.py).
 FILE_HEADERS = {
-    "X-Content-Type-Options": "nosniff",
-    "Content-Security-Policy": "default-src 'none'; sandbox",
+    "Content-Security-Policy": "default-src 'none'; sandbox; frame-ancestors 'none'",
     "Cache-Control": "private, max-age=86400",
 }
 

@@ -5,7 +5,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from backend.images.ingest import label_name
+from backend.projects.schemas import label_name
+from backend.schemas import MAX_ROW_ID, RowId
 
 SplitName = Literal["train", "val", "test"]
 
@@ -71,7 +72,7 @@ class ImageQuery(BaseModel):
     split: Literal["train", "val", "test", "unassigned", ""] | None = None
     unlabeled: bool = False
     limit: int = Field(default=100, ge=1, le=500)
-    offset: int = Field(default=0, ge=0)
+    offset: int = Field(default=0, ge=0, le=MAX_ROW_ID)
 
     @model_validator(mode="after")
     def _label_or_unlabeled(self) -> ImageQuery:
@@ -81,7 +82,7 @@ class ImageQuery(BaseModel):
 
 
 class ImageIds(BaseModel):
-    ids: list[int] = Field(min_length=1, max_length=10_000)
+    ids: list[RowId] = Field(min_length=1, max_length=10_000)
 
 
 class ImagePatch(ImageIds):

@@ -16,7 +16,7 @@ from backend.errors import NotFound
 from backend.images.ingest import ensure_label
 from backend.images.models import Image
 from backend.images.schemas import ImageOut, ImagePage, ImagePatch, ImageQuery
-from backend.projects.models import Label, Project
+from backend.projects.models import Label, Project, label_key
 from backend.storage import ImageStore
 
 logger = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ def get_image(session: Session, user: User, image_id: int) -> Image:
 def list_images(session: Session, project: Project, query: ImageQuery) -> ImagePage:
     where = [Image.project_id == project.id]
     if query.label:
-        where.append(Label.name == query.label)
+        where.append(Label.name_key == label_key(query.label))
     if query.unlabeled:
         where.append(Image.label_id.is_(None))
     if query.split == "unassigned":

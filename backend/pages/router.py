@@ -5,14 +5,16 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import importlib.util
+import re
 from collections.abc import Callable, Coroutine
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import jinja2
 from fastapi import APIRouter, Depends, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
@@ -23,6 +25,7 @@ from backend.auth.security import SESSION_COOKIE
 from backend.deps import SessionDep
 from backend.errors import NotFound
 from backend.pages import service
+from backend.schemas import PathId
 
 FRONTEND_DIR = Path(__file__).resolve().parents[2] / "frontend"
 STATIC_DIR = FRONTEND_DIR / "static"
@@ -72,6 +75,8 @@ class PageRoute(APIRoute):
                 return RedirectResponse(f"/login?next={quote(exc.next_url, safe='')}", 303)
             except NotFound as exc:
                 return render(request, "not_found.html", {"message": exc.detail}, status=404)
+            except RequestValidationError:  # /projects/abc or an id no row can have
+                return render(request, "not_found.html", {"message": "Page not found."}, 404)
 
         return page_handler
 
@@ -103,8 +108,6 @@ def render(
     response = templates.TemplateResponse(request, name, context, status_code=status)
     response.headers["Cache-Control"] = "no-store"
     response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Referrer-Policy"] = "same-origin"
     return response
 
 
@@ -126,9 +129,21 @@ OptionalUser = Annotated[User | None, Depends(optional_user)]
 PageUser = Annotated[User, Depends(page_user)]
 
 
-def _safe_next(next_url: str | None) -> str:
-    # Only same-site paths: '//evil.example' or 'https://...' would be an open redirect.
-    if next_url and next_url.startswith("/") and not next_url.startswith(("//", "/\\")):
+# Browsers drop tabs and newlines inside URLs and read "\\" as "/": "/\t/evil.example" is
+# "//evil.example", another site. A control character, a space or a backslash is never needed
+# in a path of this site, so a ``next`` holding one is ignored.
+_UNSAFE_IN_NEXT = re.compile(r"[\x00-\x20\x7f\\]")
+
+
+def safe_next(next_url: str | None) -> str:
+    """``next_url`` if it is a path of this site; otherwise the projects page."""
+    if (
+        next_url
+        and next_url.startswith("/")
+        and not next_url.startswith("//")
+        and not _UNSAFE_IN_NEXT.search(next_url)
+        and not urlsplit(next_url).netloc
+    ):
         return next_url
     return "/projects"
 
@@ -141,15 +156,15 @@ def home(user: OptionalUser) -> RedirectResponse:
 @router.get("/login", response_class=HTMLResponse)
 def login_page(request: Request, user: OptionalUser, next: str | None = None) -> Response:
     if user is not None:
-        return RedirectResponse(_safe_next(next), 303)
-    return render(request, "auth.html", {"mode": "login", "next_url": _safe_next(next)})
+        return RedirectResponse(safe_next(next), 303)
+    return render(request, "auth.html", {"mode": "login", "next_url": safe_next(next)})
 
 
 @router.get("/signup", response_class=HTMLResponse)
 def signup_page(request: Request, user: OptionalUser, next: str | None = None) -> Response:
     if user is not None:
-        return RedirectResponse(_safe_next(next), 303)
-    return render(request, "auth.html", {"mode": "signup", "next_url": _safe_next(next)})
+        return RedirectResponse(safe_next(next), 303)
+    return render(request, "auth.html", {"mode": "signup", "next_url": safe_next(next)})
 
 
 @router.get("/projects", response_class=HTMLResponse)
@@ -158,13 +173,15 @@ def projects_page(request: Request, user: PageUser) -> HTMLResponse:
 
 
 @router.get("/projects/{pid}", response_class=HTMLResponse)
-def project_page(request: Request, pid: int, user: PageUser, session: SessionDep) -> HTMLResponse:
+def project_page(
+    request: Request, pid: PathId, user: PageUser, session: SessionDep
+) -> HTMLResponse:
     project = service.owned_project(session, user, pid)
     return render(request, "project.html", {"project": project})
 
 
 @router.get("/runs/{rid}", response_class=HTMLResponse)
-def run_page(request: Request, rid: int, user: PageUser, session: SessionDep) -> HTMLResponse:
+def run_page(request: Request, rid: PathId, user: PageUser, session: SessionDep) -> HTMLResponse:
     run = service.owned_run(session, user, rid)
     project = service.owned_project(session, user, run.project_id)
     return render(request, "run.html", {"run": run, "project": project})

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import unicodedata
+
 from sqlalchemy import ForeignKey, String, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
 from backend.db import Base, TimestampMixin
 
@@ -18,17 +20,31 @@ class Project(TimestampMixin, Base):
     )
 
 
+def label_key(name: str) -> str:
+    """What two labels of a project may not share: their name up to case and Unicode form
+    ('Ants' and 'ants', a precomposed 'é' and 'e' + combining accent, are one key)."""
+    return unicodedata.normalize("NFC", unicodedata.normalize("NFC", name).casefold())
+
+
 class Label(TimestampMixin, Base):
     """A class the user wants the model to recognise."""
 
     __tablename__ = "label"
-    __table_args__ = (UniqueConstraint("project_id", "name"),)
+    __table_args__ = (
+        UniqueConstraint("project_id", "name_key", name="uq_label_project_id_name_key"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     project_id: Mapped[int] = mapped_column(
         ForeignKey("project.id", ondelete="CASCADE"), index=True
     )
     name: Mapped[str] = mapped_column(String(100))
+    name_key: Mapped[str] = mapped_column(String(320))  # casefolding may lengthen a name
     color: Mapped[str] = mapped_column(String(7), default="#4f7cff")
 
     project: Mapped[Project] = relationship(back_populates="labels")
+
+    @validates("name")
+    def _keep_key(self, _: str, name: str) -> str:
+        self.name_key = label_key(name)
+        return name

@@ -1,11 +1,14 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-_COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
+COLOR_PATTERN = "^#[0-9a-fA-F]{6}$"
+_COLOR = re.compile(r"#[0-9a-fA-F]{6}")  # with fullmatch: "$" would let "#1a2b3c\n" through
+LABEL_MAX_CHARS = 100
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -19,6 +22,15 @@ def clean_name(value: str, what: str) -> str:
     return value
 
 
+def label_name(raw: str) -> str:
+    """A label name from a form, a folder or a zip: NFC-normalised and tidied, so that the
+    same word typed on two systems is one label."""
+    name = clean_name(unicodedata.normalize("NFC", raw), "label name")
+    if len(name) > LABEL_MAX_CHARS:
+        raise ValueError(f"label name is longer than {LABEL_MAX_CHARS} characters")
+    return name
+
+
 class ProjectIn(BaseModel):
     name: str = Field(max_length=200)
 
@@ -29,30 +41,30 @@ class ProjectIn(BaseModel):
 
 
 class LabelIn(BaseModel):
-    name: str = Field(max_length=100)
-    color: str | None = None
+    name: str = Field(min_length=1, max_length=LABEL_MAX_CHARS)
+    color: str | None = Field(default=None, json_schema_extra={"pattern": COLOR_PATTERN})
 
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        return clean_name(value, "label name")
+        return label_name(value)
 
     @field_validator("color")
     @classmethod
     def _color(cls, value: str | None) -> str | None:
-        if value is not None and not _COLOR.match(value):
+        if value is not None and not _COLOR.fullmatch(value):
             raise ValueError("colour must look like #1a2b3c")
         return value
 
 
 class LabelPatch(BaseModel):
-    name: str | None = Field(default=None, max_length=100)
-    color: str | None = None
+    name: str | None = Field(default=None, min_length=1, max_length=LABEL_MAX_CHARS)
+    color: str | None = Field(default=None, json_schema_extra={"pattern": COLOR_PATTERN})
 
     @field_validator("name")
     @classmethod
     def _name(cls, value: str | None) -> str | None:
-        return None if value is None else clean_name(value, "label name")
+        return None if value is None else label_name(value)
 
     @field_validator("color")
     @classmethod

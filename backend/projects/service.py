@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from backend.auth.models import User
 from backend.errors import Conflict, NotFound
 from backend.images.models import Image
-from backend.projects.models import Label, Project
+from backend.projects.models import Label, Project, label_key
 from backend.projects.schemas import LabelOut, ProjectDetail, ProjectOut, SplitCounts
 from backend.runs.models import Run
 
@@ -26,6 +26,18 @@ class LabelNotFound(NotFound):
 
 class LabelExists(Conflict):
     detail = "A label with this name already exists in the project."
+
+
+class LabelNameClash(Conflict):
+    """Two labels a person would read as one: 'Ants' next to 'ants', or the same accented
+    word typed on two systems (NFC and NFD forms)."""
+
+    def __init__(self, name: str, existing: str) -> None:
+        super().__init__(
+            f"The label {name!r} would be confused with the existing label {existing!r}: label "
+            f"names must differ by more than upper/lower case or accent encoding. Use "
+            f"{existing!r}, or rename it first."
+        )
 
 
 def list_projects(session: Session, user: User) -> list[ProjectOut]:
@@ -118,12 +130,26 @@ def next_label_color(index: int) -> str:
 
 
 def find_label(session: Session, project: Project, name: str) -> Label | None:
-    return session.scalar(select(Label).where(Label.project_id == project.id, Label.name == name))
+    """The project's label called ``name`` up to case and Unicode form."""
+    return session.scalar(
+        select(Label).where(Label.project_id == project.id, Label.name_key == label_key(name))
+    )
+
+
+def check_label_name_free(
+    session: Session, project: Project, name: str, renaming: Label | None = None
+) -> None:
+    """409 unless ``name`` is free in ``project`` (``renaming`` may keep its own name)."""
+    existing = find_label(session, project, name)
+    if existing is None or existing is renaming:
+        return
+    if existing.name == name:
+        raise LabelExists()
+    raise LabelNameClash(name, existing.name)
 
 
 def create_label(session: Session, project: Project, name: str, color: str | None = None) -> Label:
-    if find_label(session, project, name) is not None:
-        raise LabelExists()
+    check_label_name_free(session, project, name)
     n = session.scalar(select(func.count()).where(Label.project_id == project.id)) or 0
     label = Label(project_id=project.id, name=name, color=color or next_label_color(n))
     session.add(label)
@@ -142,8 +168,7 @@ def update_label(
     session: Session, project: Project, label: Label, name: str | None, color: str | None
 ) -> Label:
     if name is not None and name != label.name:
-        if find_label(session, project, name) is not None:
-            raise LabelExists()
+        check_label_name_free(session, project, name, renaming=label)
         label.name = name
     if color is not None:
         label.color = color

@@ -82,7 +82,7 @@ def download_artifact(fmt: str, run: RunDep) -> FileResponse:
         artifact.path,
         media_type=MEDIA_TYPES.get(fmt, "application/octet-stream"),
         filename=artifact.filename,
-        headers={"X-Content-Type-Options": "nosniff", "X-Checksum-SHA256": artifact.sha256},
+        headers={"X-Checksum-SHA256": artifact.sha256},
     )
 
 

@@ -16,7 +16,7 @@ class RunOptions(BaseModel):
 
     head: Literal["auto", "logreg", "svm", "mlp"] = "logreg"
     val_fraction: float = Field(default=0.2, gt=0.0, lt=0.9)
-    seed: int = Field(default=0, ge=0)
+    seed: int = Field(default=0, ge=0, le=2**32 - 1)  # numpy and torch take 32-bit seeds
     # Fine-tuning (mode "finetune", and auto when it decides to fine-tune).
     train_layers: Literal["head", "last_blocks", "all"] = "last_blocks"
     last_blocks: int = Field(default=2, ge=1, le=20)

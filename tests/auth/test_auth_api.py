@@ -141,3 +141,18 @@ def test_bearer_writes_need_no_csrf_header(client):
         "/api/projects", json={"name": "P"}, headers={"Authorization": f"Bearer {token}"}
     )
     assert response.status_code == 201
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"email": "ada@example.com", "password": "Zq9#k2!"},  # too short: the password is the input
+        {"password": "Zq9#k2!-long-secret"},  # no email: the whole body, password inside, is
+        {"email": ["ada@example.com"], "password": "Zq9#k2!-long-secret"},
+    ],
+)
+def test_validation_errors_never_echo_the_password(client, body):
+    response = client.post("/api/auth/signup", json=body)
+    assert response.status_code == 422
+    assert "Zq9#k2!" not in response.text
+    assert response.json()["errors"][0]["loc"][0] == "body"

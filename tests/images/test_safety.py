@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import io
+import os
 
 import pytest
+from fastapi import UploadFile
 from fastapi.testclient import TestClient
 from PIL import Image as PILImage
 from PIL import ImageFile
@@ -221,3 +223,14 @@ def test_hidden_files_uploaded_directly_are_skipped(upload, assert_nothing_store
     assert set(why) == {".DS_Store", "._a.jpg"}
     assert all(reason.startswith("Skipped:") for reason in why.values())
     assert_nothing_stored()
+
+
+def test_uploads_spool_into_the_data_dir_not_the_system_tmp(client, settings_env):
+    @client.app.post("/spool-probe")
+    def probe(file: UploadFile) -> dict[str, str]:
+        spooled = file.file._file  # type: ignore[attr-defined]  # rolled over to disk past 1 MB
+        return {"folder": os.path.dirname(os.readlink(f"/proc/self/fd/{spooled.fileno()}"))}
+
+    response = client.post("/spool-probe", files={"file": ("big.bin", b"\0" * 3 * 1024**2)})
+    assert response.status_code == 200, response.text
+    assert response.json()["folder"] == str((settings_env / "tmp").resolve())

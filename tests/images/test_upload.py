@@ -225,3 +225,31 @@ def test_relative_paths_in_file_names_name_label_and_split(
     )
     accepted = {a["filename"]: (a["label"], a["split"]) for a in response.json()["accepted"]}
     assert accepted == {ant.name: ("ants", "val"), bee.name: ("bees", None)}
+
+
+def test_an_upload_label_that_clashes_by_case_is_409_and_stores_nothing(
+    accept, upload, list_images, disk
+):
+    accept([("a.jpg", picture(color=(1, 2, 3)))], label="ants")
+    response = upload([("b.jpg", picture(color=(4, 5, 6)))], label="Ants")
+    assert response.status_code == 409
+    assert "'ants'" in response.json()["detail"]
+    assert list_images()["total"] == 1
+    assert len(disk.blobs) == 1
+
+
+def test_zip_folders_that_clash_by_case_are_rejected_and_nfd_names_join_nfc_labels(accept):
+    from tests.conftest import make_zip
+
+    accept([("a.jpg", picture(color=(1, 2, 3)))], label="Caf\u00e9")
+    archive = make_zip(
+        {
+            "Cafe\u0301/b.jpg": picture(color=(4, 5, 6)),  # NFD, as macOS writes folder names
+            "CAFÉ/c.jpg": picture(color=(7, 8, 9)),
+        }
+    )
+    report = accept([("photos.zip", archive)])
+    assert [(a["filename"], a["label"]) for a in report["accepted"]] == [("b.jpg", "Caf\u00e9")]
+    (rejected,) = report["rejected"]
+    assert rejected["filename"] == "CAFÉ/c.jpg"
+    assert "would be confused with the existing label 'Café'" in rejected["reason"]

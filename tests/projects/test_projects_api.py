@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 
+import pytest
 from PIL import Image as PILImage
 
 
@@ -194,3 +195,39 @@ def test_a_label_of_another_project_is_404_here(client, user, project):
         headers=user.headers,
     )
     assert response.status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [("ants", "Ants"), ("café", "CAFE\u0301"), ("straße", "STRASSE")],
+)
+def test_labels_that_read_the_same_are_409_with_the_existing_name(
+    client, user, project, first, second
+):
+    url = f"/api/projects/{project['id']}/labels"
+    assert client.post(url, json={"name": first}, headers=user.headers).status_code == 201
+    clash = client.post(url, json={"name": second}, headers=user.headers)
+    assert clash.status_code == 409
+    assert repr(first) in clash.json()["detail"]
+    assert "upper/lower case" in clash.json()["detail"]
+    other = client.post(url, json={"name": "wasps"}, headers=user.headers).json()
+    renamed = client.patch(f"{url}/{other['id']}", json={"name": second}, headers=user.headers)
+    assert renamed.status_code == 409
+
+
+def test_label_names_are_stored_nfc_and_a_label_may_change_its_own_case(client, user, project):
+    url = f"/api/projects/{project['id']}/labels"
+    created = client.post(url, json={"name": "Cafe\u0301"}, headers=user.headers).json()
+    assert created["name"] == "Caf\u00e9"
+    same = client.post(url, json={"name": "Caf\u00e9"}, headers=user.headers)
+    assert same.status_code == 409 and "already exists" in same.json()["detail"]
+    renamed = client.patch(f"{url}/{created['id']}", json={"name": "CAFÉ"}, headers=user.headers)
+    assert renamed.status_code == 200 and renamed.json()["name"] == "CAFÉ"
+
+
+@pytest.mark.parametrize("color", ["#a1b2c3\n", "#a1b2c3\r\n", " #a1b2c3", "#a1b2c3 "])
+def test_label_colour_must_be_exactly_a_hex_colour(client, user, project, color):
+    url = f"/api/projects/{project['id']}/labels"
+    response = client.post(url, json={"name": "ants", "color": color}, headers=user.headers)
+    assert response.status_code == 422
+    assert "#1a2b3c" in response.json()["detail"]

@@ -4,6 +4,18 @@ import { api } from "./api.js";
 import { showError } from "./ui.js";
 
 const form = document.getElementById("auth-form");
+
+// The server only hands out same-site paths; checked again here because the browser, not the
+// server, decides where a URL leads ("/\t/evil.example" is "//evil.example" to it).
+function sameSitePath(next) {
+  try {
+    const url = new URL(next, window.location.origin);
+    if (url.origin === window.location.origin) return url.pathname + url.search + url.hash;
+  } catch {
+    // not a URL at all
+  }
+  return "/projects";
+}
 const errorBox = document.getElementById("auth-error");
 
 form.addEventListener("submit", async (event) => {
@@ -25,7 +37,7 @@ form.addEventListener("submit", async (event) => {
   showError(errorBox, null);
   try {
     await api(`/auth/${mode}`, { method: "POST", json: { email, password } });
-    window.location.assign(form.dataset.next || "/projects");
+    window.location.assign(sameSitePath(form.dataset.next || "/projects"));
   } catch (error) {
     const message = error.status === 401
       ? "That email and password do not match an account."
