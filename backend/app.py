@@ -13,6 +13,7 @@ from sqlalchemy import text
 
 from backend import __version__, migrations
 from backend.apidocs import install_api_docs
+from backend.auth.cookies import SessionCookieRenewal
 from backend.auth.router import router as auth_router
 from backend.config import get_settings
 from backend.db import get_engine
@@ -49,6 +50,7 @@ def create_app() -> FastAPI:
         title="autodl", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None
     )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(SessionCookieRenewal)
     app.add_middleware(SecurityHeaders)  # outermost: the 413 above gets the headers too
     install_error_handlers(app)
     install_api_docs(app)

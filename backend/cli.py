@@ -112,7 +112,11 @@ def cmd_user_create(args: argparse.Namespace) -> int:
         return 2
     with session_scope() as session:
         user = service.create_user(session, body.email, body.password)
-        token = service.issue_token(session, user, name="cli") if args.token else None
+        token = (
+            service.issue_api_token(session, user, "cli", args.token_days)[1]
+            if args.token
+            else None
+        )
     print(f"autodl: created user {body.email}")
     if token:
         print(f"API token: {token}")
@@ -315,6 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--email", required=True)
     create.add_argument("--password", help="prompted for when omitted")
     create.add_argument("--token", action="store_true", help="also print an API token")
+    create.add_argument("--token-days", type=int, default=90, help="the token's lifetime")
     create.set_defaults(func=cmd_user_create)
 
     imp = sub.add_parser("import", help="import a folder of images into a project")

@@ -8,9 +8,10 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
+from backend.auth.cookies import RENEW_STATE
 from backend.auth.models import User
 from backend.auth.security import CSRF_HEADER, SESSION_COOKIE, csrf_matches
-from backend.auth.service import user_for_token
+from backend.auth.service import use_token
 from backend.config import Settings, get_settings
 from backend.db import get_sessionmaker
 from backend.errors import Forbidden, Unauthorized
@@ -43,9 +44,22 @@ def bearer_token(request: Request) -> str | None:
     return None
 
 
+def token_user(request: Request, session: Session, token: str, from_cookie: bool) -> User | None:
+    """The user of a presented token; a session cookie that slid is renewed on the answer."""
+    use = use_token(session, token)
+    if use is None:
+        return None
+    if from_cookie and use.slid:
+        setattr(request.state, RENEW_STATE, token)  # SessionCookieRenewal re-sends the cookies
+    request.state.user = use.user
+    request.state.token_id = use.token.id
+    return use.user
+
+
 def get_current_user(request: Request, session: SessionDep, settings: SettingsDep) -> User:
     """Bearer token first; otherwise the session cookie, with CSRF checked on writes."""
     token = bearer_token(request)
+    from_cookie = token is None
     if token is None:
         token = request.cookies.get(SESSION_COOKIE)
         if (
@@ -56,10 +70,9 @@ def get_current_user(request: Request, session: SessionDep, settings: SettingsDe
             raise Forbidden("Missing or wrong CSRF token; reload the page and try again.")
     if not token:
         raise Unauthorized()
-    user = user_for_token(session, token)
+    user = token_user(request, session, token, from_cookie)
     if user is None:
         raise Unauthorized("Your session has expired or the token is not valid. Log in again.")
-    request.state.user = user
     return user
 
 

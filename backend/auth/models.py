@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -20,8 +21,13 @@ class User(TimestampMixin, Base):
     )
 
 
+class TokenKind(StrEnum):
+    SESSION = "session"  # from signing up or logging in; its expiry slides while it is used
+    API = "api"  # made on purpose for scripts, with a fixed lifetime
+
+
 class ApiToken(Base):
-    """A bearer token; only its SHA-256 is stored."""
+    """A bearer token; only its SHA-256 is stored. Every token expires on the server."""
 
     __tablename__ = "api_token"
 
@@ -29,7 +35,9 @@ class ApiToken(Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("user.id", ondelete="CASCADE"), index=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     name: Mapped[str] = mapped_column(String(100), default="")
+    kind: Mapped[TokenKind] = mapped_column(String(16), default=TokenKind.SESSION)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
     user: Mapped[User] = relationship(back_populates="tokens")

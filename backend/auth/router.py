@@ -3,34 +3,28 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response, status
 
 from backend.auth import service
-from backend.auth.schemas import Credentials, LoginOut, SignupIn, SignupOut, UserOut
-from backend.auth.security import CSRF_COOKIE, SESSION_COOKIE, csrf_token_for
-from backend.config import Settings
+from backend.auth.cookies import clear_session_cookies, set_session_cookies
+from backend.auth.schemas import (
+    Credentials,
+    LoginOut,
+    NewTokenOut,
+    SignupIn,
+    SignupOut,
+    TokenIn,
+    TokenOut,
+    UserOut,
+)
+from backend.auth.security import SESSION_COOKIE
 from backend.deps import CurrentUser, SessionDep, SettingsDep, bearer_token
+from backend.schemas import PathId
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
-
-
-def set_session_cookies(response: Response, token: str, settings: Settings) -> None:
-    common = {
-        "max_age": settings.session_max_age_s,
-        "secure": settings.cookie_secure,
-        "samesite": "lax",
-        "path": "/",
-    }
-    response.set_cookie(SESSION_COOKIE, token, httponly=True, **common)  # type: ignore[arg-type]
-    response.set_cookie(  # readable by the page's scripts, which echo it in X-CSRF-Token
-        CSRF_COOKIE,
-        csrf_token_for(token, settings.secret_key),
-        httponly=False,
-        **common,  # type: ignore[arg-type]
-    )
 
 
 @router.post("/signup", status_code=status.HTTP_201_CREATED, response_model=SignupOut)
 def signup(body: SignupIn, session: SessionDep, settings: SettingsDep, response: Response):
     user = service.create_user(session, body.email, body.password)
-    token = service.issue_token(session, user, name="signup")
+    token = service.issue_session(session, user, name="signup")
     set_session_cookies(response, token, settings)
     return SignupOut(token=token, user=UserOut.model_validate(user))
 
@@ -38,7 +32,7 @@ def signup(body: SignupIn, session: SessionDep, settings: SettingsDep, response:
 @router.post("/login", response_model=LoginOut)
 def login(body: Credentials, session: SessionDep, settings: SettingsDep, response: Response):
     user = service.authenticate(session, body.email, body.password)
-    token = service.issue_token(session, user, name="login")
+    token = service.issue_session(session, user, name="login")
     set_session_cookies(response, token, settings)
     return LoginOut(token=token, user=UserOut.model_validate(user))
 
@@ -49,11 +43,34 @@ def logout(request: Request, user: CurrentUser, session: SessionDep) -> Response
     if token:
         service.revoke_token(session, token)
     response = Response(status_code=status.HTTP_204_NO_CONTENT)
-    response.delete_cookie(SESSION_COOKIE, path="/")
-    response.delete_cookie(CSRF_COOKIE, path="/")
+    clear_session_cookies(response)
     return response
 
 
 @router.get("/me", response_model=UserOut)
 def me(user: CurrentUser) -> UserOut:
     return UserOut.model_validate(user)
+
+
+@router.get("/tokens", response_model=list[TokenOut])
+def list_tokens(request: Request, user: CurrentUser, session: SessionDep) -> list[TokenOut]:
+    """Your live sessions and API tokens (never their values); ``current`` marks this one."""
+    return [
+        TokenOut.model_validate(row).model_copy(
+            update={"current": row.id == request.state.token_id}
+        )
+        for row in service.list_tokens(session, user)
+    ]
+
+
+@router.post("/tokens", status_code=status.HTTP_201_CREATED, response_model=NewTokenOut)
+def create_token(body: TokenIn, user: CurrentUser, session: SessionDep) -> NewTokenOut:
+    """An API token for scripts; its value is shown in this answer only."""
+    row, token = service.issue_api_token(session, user, body.name, body.expires_in_days)
+    return NewTokenOut(**TokenOut.model_validate(row).model_dump(), token=token)
+
+
+@router.delete("/tokens/{tid}", status_code=status.HTTP_204_NO_CONTENT)
+def revoke_token(tid: PathId, user: CurrentUser, session: SessionDep) -> Response:
+    service.revoke_token_id(session, user, tid)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

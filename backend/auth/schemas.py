@@ -4,6 +4,10 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from backend.auth.models import TokenKind
+
+MAX_API_TOKEN_DAYS = 366
+
 
 class Credentials(BaseModel):
     email: str = Field(min_length=3, max_length=320)
@@ -39,3 +43,26 @@ class SignupOut(BaseModel):
 class LoginOut(BaseModel):
     token: str
     user: UserOut
+
+
+class TokenIn(BaseModel):
+    name: str = Field(min_length=1, max_length=100, description="what the token is for")
+    expires_in_days: int = Field(
+        ge=1, le=MAX_API_TOKEN_DAYS, description="lifetime; the token stops working after it"
+    )
+
+
+class TokenOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+    kind: TokenKind
+    created_at: datetime
+    expires_at: datetime
+    last_used_at: datetime | None
+    current: bool = False
+
+
+class NewTokenOut(TokenOut):
+    token: str

@@ -22,7 +22,7 @@ from fastapi.templating import Jinja2Templates
 from backend import __version__
 from backend.auth.models import User
 from backend.auth.security import SESSION_COOKIE
-from backend.deps import SessionDep
+from backend.deps import SessionDep, token_user
 from backend.errors import NotFound
 from backend.pages import service
 from backend.schemas import PathId
@@ -112,7 +112,9 @@ def render(
 
 
 def optional_user(request: Request, session: SessionDep) -> User | None:
-    user = service.page_user(session, request.cookies.get(SESSION_COOKIE))
+    """The user behind the session cookie, or None when it is missing, expired or revoked."""
+    token = request.cookies.get(SESSION_COOKIE)
+    user = token_user(request, session, token, from_cookie=True) if token else None
     request.state.user = user
     return user
 

@@ -1,11 +1,10 @@
-"""What the HTML pages need from the database: the signed-in user and the objects they own."""
+"""What the HTML pages need from the database: the objects the signed-in user owns."""
 
 from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
 from backend.auth.models import User
-from backend.auth.service import user_for_token
 from backend.errors import NotFound
 from backend.projects.models import Project
 from backend.projects.service import get_project
@@ -14,13 +13,6 @@ from backend.runs.models import Run
 
 class RunNotFound(NotFound):
     detail = "Run not found."
-
-
-def page_user(session: Session, session_token: str | None) -> User | None:
-    """The user behind the session cookie, or None when it is missing, expired or revoked."""
-    if not session_token:
-        return None
-    return user_for_token(session, session_token)
 
 
 def owned_project(session: Session, user: User, project_id: int) -> Project:
