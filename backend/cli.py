@@ -8,9 +8,38 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeAlias
 
 from backend.config import get_settings
+
+Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+Register = Callable[[Subparsers], None]
+
+GROUPS = {"user": "manage users", "weights": "pretrained weights"}
+_REGISTERED: list[tuple[str | None, Register]] = []
+
+
+def command(group: str | None = None) -> Callable[[Register], Register]:
+    """Register a function that adds one subcommand (to ``group``'s subcommands, if given);
+    a new command is its ``cmd_*`` handler and one such function beside it."""
+
+    def register(add: Register) -> Register:
+        _REGISTERED.append((group, add))
+        return add
+
+    return register
+
+
+@command()
+def add_serve(commands: Subparsers) -> None:
+    serve = commands.add_parser("serve", help="run the web app (and, by default, a worker)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--no-worker", action="store_true", help="do not start a worker")
+    serve.add_argument("--log-level", default="info")
+    serve.set_defaults(func=cmd_serve)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -60,6 +89,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+@command()
+def add_worker(commands: Subparsers) -> None:
+    worker = commands.add_parser("worker", help="run a Celery worker")
+    worker.add_argument("--queues", help="comma-separated queues (default cpu,gpu)")
+    worker.add_argument("--concurrency", type=int, default=1)
+    worker.add_argument("--gpus", help="GPU index(es) for this worker, e.g. 0")
+    worker.add_argument("--name", help="worker name")
+    worker.add_argument("--log-level", default="info")
+    worker.set_defaults(func=cmd_worker)
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     if args.gpus is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = args.gpus
@@ -86,6 +126,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+@command()
+def add_migrate(commands: Subparsers) -> None:
+    commands.add_parser("migrate", help="upgrade the database schema").set_defaults(
+        func=cmd_migrate
+    )
+
+
 def cmd_migrate(_: argparse.Namespace) -> int:
     from backend import migrations
 
@@ -94,6 +141,16 @@ def cmd_migrate(_: argparse.Namespace) -> int:
     migrations.upgrade(settings.resolved_database_url)
     print("autodl: database schema is up to date")
     return 0
+
+
+@command(group="user")
+def add_user_create(users: Subparsers) -> None:
+    create = users.add_parser("create", help="create a user")
+    create.add_argument("--email", required=True)
+    create.add_argument("--password", help="prompted for when omitted")
+    create.add_argument("--token", action="store_true", help="also print an API token")
+    create.add_argument("--token-days", type=int, default=90, help="the token's lifetime")
+    create.set_defaults(func=cmd_user_create)
 
 
 def cmd_user_create(args: argparse.Namespace) -> int:
@@ -121,6 +178,15 @@ def cmd_user_create(args: argparse.Namespace) -> int:
     if token:
         print(f"API token: {token}")
     return 0
+
+
+@command()
+def add_import(commands: Subparsers) -> None:
+    imp = commands.add_parser("import", help="import a folder of images into a project")
+    imp.add_argument("directory")
+    imp.add_argument("--project", required=True)
+    imp.add_argument("--user", help="owner's email (needed when there are several users)")
+    imp.set_defaults(func=cmd_import)
 
 
 def cmd_import(args: argparse.Namespace) -> int:
@@ -157,6 +223,14 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
+@command(group="weights")
+def add_weights_import(weights: Subparsers) -> None:
+    imp = weights.add_parser("import", help="import a weights file for a timm model")
+    imp.add_argument("file")
+    imp.add_argument("--model", required=True)
+    imp.set_defaults(func=cmd_weights_import)
+
+
 def cmd_weights_import(args: argparse.Namespace) -> int:
     from worker.ml.errors import MLError
     from worker.ml.weights import import_weights
@@ -175,6 +249,15 @@ def cmd_weights_import(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- remote commands
 
 
+@command()
+def add_login(commands: Subparsers) -> None:
+    login = commands.add_parser("login", help="log in to an autodl server and save the token")
+    login.add_argument("url")
+    login.add_argument("--email")
+    login.add_argument("--password")
+    login.set_defaults(func=cmd_login)
+
+
 def cmd_login(args: argparse.Namespace) -> int:
     from backend.client import ApiClient, Credentials
 
@@ -186,6 +269,11 @@ def cmd_login(args: argparse.Namespace) -> int:
     return 0
 
 
+@command()
+def add_projects(commands: Subparsers) -> None:
+    commands.add_parser("projects", help="list your projects").set_defaults(func=cmd_projects)
+
+
 def cmd_projects(_: argparse.Namespace) -> int:
     from backend.client import ApiClient
 
@@ -194,6 +282,16 @@ def cmd_projects(_: argparse.Namespace) -> int:
     for p in projects:
         print(f"{p['id']:>5}  {p['image_count']:>6}  {p['run_count']:>4}  {p['name']}")
     return 0
+
+
+@command()
+def add_upload(commands: Subparsers) -> None:
+    upload = commands.add_parser("upload", help="upload files, folders or zips to a project")
+    upload.add_argument("project", help="project name or id (created if missing)")
+    upload.add_argument("paths", nargs="+")
+    upload.add_argument("--label")
+    upload.add_argument("--split", choices=["train", "val", "test"])
+    upload.set_defaults(func=cmd_upload)
 
 
 def cmd_upload(args: argparse.Namespace) -> int:
@@ -215,6 +313,18 @@ def cmd_upload(args: argparse.Namespace) -> int:
     for item in report["rejected"]:
         print(f"  rejected {item['filename']}: {item['reason']}")
     return 0
+
+
+@command()
+def add_train(commands: Subparsers) -> None:
+    train = commands.add_parser("train", help="start a training run")
+    train.add_argument("project")
+    train.add_argument("--mode", default="linear", choices=["linear", "finetune", "auto"])
+    train.add_argument("--backbone", default="tf_efficientnet_lite0")
+    train.add_argument("--head", choices=["auto", "logreg", "svm", "mlp"])
+    train.add_argument("--options", help="JSON options, e.g. '{\"epochs\": 3}'")
+    train.add_argument("--wait", action="store_true", help="follow progress until it ends")
+    train.set_defaults(func=cmd_train)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -247,6 +357,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+@command()
+def add_runs(commands: Subparsers) -> None:
+    runs = commands.add_parser("runs", help="list a project's runs")
+    runs.add_argument("project")
+    runs.set_defaults(func=cmd_runs)
+
+
 def cmd_runs(args: argparse.Namespace) -> int:
     from backend.client import ApiClient
 
@@ -260,12 +377,31 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
+@command()
+def add_download(commands: Subparsers) -> None:
+    download = commands.add_parser("download", help="download a run's model")
+    download.add_argument("run", type=int)
+    download.add_argument("--format", default="onnx", choices=["onnx", "torchscript", "bundle"])
+    download.add_argument("--output", "-o", default=".")
+    download.set_defaults(func=cmd_download)
+
+
 def cmd_download(args: argparse.Namespace) -> int:
     from backend.client import ApiClient
 
     path = ApiClient.from_credentials().download(args.run, args.format, Path(args.output))
     print(f"autodl: saved {path}")
     return 0
+
+
+@command()
+def add_predict(commands: Subparsers) -> None:
+    predict = commands.add_parser("predict", help="classify images with a run's model (remote)")
+    predict.add_argument("run", type=int)
+    predict.add_argument("images", nargs="+")
+    predict.add_argument("--top", type=int, default=3)
+    predict.add_argument("--json", action="store_true")
+    predict.set_defaults(func=cmd_predict)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -294,88 +430,19 @@ def _prepare_database():  # type: ignore[no-untyped-def]
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """Every registered command, in the order they are defined above; groups on first use."""
     parser = argparse.ArgumentParser(prog="autodl", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    serve = sub.add_parser("serve", help="run the web app (and, by default, a worker)")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--no-worker", action="store_true", help="do not start a worker")
-    serve.add_argument("--log-level", default="info")
-    serve.set_defaults(func=cmd_serve)
-
-    worker = sub.add_parser("worker", help="run a Celery worker")
-    worker.add_argument("--queues", help="comma-separated queues (default cpu,gpu)")
-    worker.add_argument("--concurrency", type=int, default=1)
-    worker.add_argument("--gpus", help="GPU index(es) for this worker, e.g. 0")
-    worker.add_argument("--name", help="worker name")
-    worker.add_argument("--log-level", default="info")
-    worker.set_defaults(func=cmd_worker)
-
-    sub.add_parser("migrate", help="upgrade the database schema").set_defaults(func=cmd_migrate)
-
-    user = sub.add_parser("user", help="manage users").add_subparsers(dest="action", required=True)
-    create = user.add_parser("create", help="create a user")
-    create.add_argument("--email", required=True)
-    create.add_argument("--password", help="prompted for when omitted")
-    create.add_argument("--token", action="store_true", help="also print an API token")
-    create.add_argument("--token-days", type=int, default=90, help="the token's lifetime")
-    create.set_defaults(func=cmd_user_create)
-
-    imp = sub.add_parser("import", help="import a folder of images into a project")
-    imp.add_argument("directory")
-    imp.add_argument("--project", required=True)
-    imp.add_argument("--user", help="owner's email (needed when there are several users)")
-    imp.set_defaults(func=cmd_import)
-
-    weights = sub.add_parser("weights", help="pretrained weights").add_subparsers(
-        dest="action", required=True
-    )
-    wimp = weights.add_parser("import", help="import a weights file for a timm model")
-    wimp.add_argument("file")
-    wimp.add_argument("--model", required=True)
-    wimp.set_defaults(func=cmd_weights_import)
-
-    login = sub.add_parser("login", help="log in to an autodl server and save the token")
-    login.add_argument("url")
-    login.add_argument("--email")
-    login.add_argument("--password")
-    login.set_defaults(func=cmd_login)
-
-    sub.add_parser("projects", help="list your projects").set_defaults(func=cmd_projects)
-
-    upload = sub.add_parser("upload", help="upload files, folders or zips to a project")
-    upload.add_argument("project", help="project name or id (created if missing)")
-    upload.add_argument("paths", nargs="+")
-    upload.add_argument("--label")
-    upload.add_argument("--split", choices=["train", "val", "test"])
-    upload.set_defaults(func=cmd_upload)
-
-    train = sub.add_parser("train", help="start a training run")
-    train.add_argument("project")
-    train.add_argument("--mode", default="linear", choices=["linear", "finetune", "auto"])
-    train.add_argument("--backbone", default="tf_efficientnet_lite0")
-    train.add_argument("--head", choices=["auto", "logreg", "svm", "mlp"])
-    train.add_argument("--options", help="JSON options, e.g. '{\"epochs\": 3}'")
-    train.add_argument("--wait", action="store_true", help="follow progress until it ends")
-    train.set_defaults(func=cmd_train)
-
-    runs = sub.add_parser("runs", help="list a project's runs")
-    runs.add_argument("project")
-    runs.set_defaults(func=cmd_runs)
-
-    download = sub.add_parser("download", help="download a run's model")
-    download.add_argument("run", type=int)
-    download.add_argument("--format", default="onnx", choices=["onnx", "torchscript", "bundle"])
-    download.add_argument("--output", "-o", default=".")
-    download.set_defaults(func=cmd_download)
-
-    predict = sub.add_parser("predict", help="classify images with a run's model (remote)")
-    predict.add_argument("run", type=int)
-    predict.add_argument("images", nargs="+")
-    predict.add_argument("--top", type=int, default=3)
-    predict.add_argument("--json", action="store_true")
-    predict.set_defaults(func=cmd_predict)
+    commands = parser.add_subparsers(dest="command", required=True)
+    groups: dict[str, Subparsers] = {}
+    for group, register in _REGISTERED:
+        if group is None:
+            register(commands)
+            continue
+        if group not in groups:
+            groups[group] = commands.add_parser(group, help=GROUPS[group]).add_subparsers(
+                dest="action", required=True
+            )
+        register(groups[group])
     return parser
 
 
