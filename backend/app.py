@@ -31,10 +31,7 @@ FRONTEND_DIR = Path(__file__).resolve().parents[1] / "frontend"
 
 @asynccontextmanager
 async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-    settings = get_settings()
-    settings.check_production()
-    settings.ensure_dirs()
-    migrations.upgrade(settings.resolved_database_url)
+    settings = migrations.prepare_to_serve(get_settings())
     # Uploads spool to disk past 1 MB (Starlette's SpooledTemporaryFile, which takes no folder
     # argument): into the data dir, whose disk is sized for images, not the system's /tmp.
     system_tmp, tempfile.tempdir = tempfile.tempdir, str(settings.tmp_dir.resolve())

@@ -48,10 +48,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from backend import migrations
     from backend.embedded import start_embedded_redis, stop_embedded_redis
 
-    settings = get_settings()
-    settings.check_production()
-    settings.ensure_dirs()
-    migrations.upgrade(settings.resolved_database_url)
+    settings = migrations.prepare_to_serve(get_settings())
     embedded = None
     if not settings.redis_url:
         embedded, url = start_embedded_redis(settings.data_dir)
@@ -136,9 +133,7 @@ def add_migrate(commands: Subparsers) -> None:
 def cmd_migrate(_: argparse.Namespace) -> int:
     from backend import migrations
 
-    settings = get_settings()
-    settings.ensure_dirs()
-    migrations.upgrade(settings.resolved_database_url)
+    migrations.prepare(get_settings())
     print("autodl: database schema is up to date")
     return 0
 
@@ -156,11 +151,12 @@ def add_user_create(users: Subparsers) -> None:
 def cmd_user_create(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
+    from backend import migrations
     from backend.auth import service
     from backend.auth.schemas import SignupIn
     from backend.db import session_scope
 
-    _prepare_database()
+    migrations.prepare(get_settings())
     password = args.password or getpass.getpass("Password (8+ characters): ")
     try:
         body = SignupIn(email=args.email, password=password)
@@ -192,13 +188,14 @@ def add_import(commands: Subparsers) -> None:
 def cmd_import(args: argparse.Namespace) -> int:
     from sqlalchemy import select
 
+    from backend import migrations
     from backend.auth.models import User
     from backend.db import session_scope
     from backend.images.ingest import ingest_directory
     from backend.projects import service as projects
     from backend.projects.models import Project
 
-    settings = _prepare_database()
+    settings = migrations.prepare(get_settings())
     folder = Path(args.directory)
     if not folder.is_dir():
         print(f"autodl: {folder} is not a folder", file=sys.stderr)
@@ -418,15 +415,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
         shown = ", ".join(f"{name} {p:.3f}" for name, p in top)
         print(f"{result['filename']}: {result['label']}  ({shown})")
     return 0
-
-
-def _prepare_database():  # type: ignore[no-untyped-def]
-    from backend import migrations
-
-    settings = get_settings()
-    settings.ensure_dirs()
-    migrations.upgrade(settings.resolved_database_url)
-    return settings
 
 
 def build_parser() -> argparse.ArgumentParser:

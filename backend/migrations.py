@@ -7,6 +7,7 @@ from pathlib import Path
 from alembic.config import Config
 
 from alembic import command
+from backend.config import Settings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -21,3 +22,17 @@ def alembic_config(database_url: str | None = None) -> Config:
 
 def upgrade(database_url: str | None = None) -> None:
     command.upgrade(alembic_config(database_url), "head")
+
+
+def prepare(settings: Settings) -> Settings:
+    """The data dir's folders and the schema at head: what every command that uses the
+    database does first (the app's start, ``serve``, ``migrate``, the admin commands)."""
+    settings.ensure_dirs()
+    upgrade(settings.resolved_database_url)
+    return settings
+
+
+def prepare_to_serve(settings: Settings) -> Settings:
+    """``prepare``, after refusing a guessable secret key on a production database."""
+    settings.check_production()
+    return prepare(settings)
