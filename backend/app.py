@@ -12,6 +12,7 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 
 from backend import __version__, migrations
+from backend.admin.router import router as admin_router
 from backend.apidocs import install_api_docs
 from backend.auth.cookies import SessionCookieRenewal
 from backend.auth.router import router as auth_router
@@ -69,6 +70,7 @@ def create_app() -> FastAPI:
 
     for router in (
         auth_router,
+        admin_router,
         projects_router,
         images_router,
         runs_router,

@@ -143,6 +143,7 @@ def add_user_create(users: Subparsers) -> None:
     create = users.add_parser("create", help="create a user")
     create.add_argument("--email", required=True)
     create.add_argument("--password", help="prompted for when omitted")
+    create.add_argument("--admin", action="store_true", help="make the account an admin")
     create.add_argument("--token", action="store_true", help="also print an API token")
     create.add_argument("--token-days", type=int, default=90, help="the token's lifetime")
     create.set_defaults(func=cmd_user_create)
@@ -164,7 +165,7 @@ def cmd_user_create(args: argparse.Namespace) -> int:
         print(f"autodl: {exc.errors()[0]['msg']}", file=sys.stderr)
         return 2
     with session_scope() as session:
-        user = service.create_user(session, body.email, body.password)
+        user = service.create_user(session, body.email, body.password, is_admin=args.admin)
         token = (
             service.issue_api_token(session, user, "cli", args.token_days)[1]
             if args.token
@@ -174,6 +175,80 @@ def cmd_user_create(args: argparse.Namespace) -> int:
     if token:
         print(f"API token: {token}")
     return 0
+
+
+SERVER_URL_HELP = "the server's address, printed in front of the link"
+
+
+@command(group="user")
+def add_user_invite(users: Subparsers) -> None:
+    invite = users.add_parser("invite", help="print a one-time sign-up link for an email")
+    invite.add_argument("email")
+    invite.add_argument("--url", default="http://127.0.0.1:8000", help=SERVER_URL_HELP)
+    invite.set_defaults(func=cmd_user_invite)
+
+
+def cmd_user_invite(args: argparse.Namespace) -> int:
+    from backend.admin import service as admin
+    from backend.db import session_scope
+
+    email = _email(args.email)
+    with session_scope() as session:
+        link, secret = admin.invite(session, None, email)
+        path = admin.link_path(link, secret)
+    print(f"autodl: invitation for {email}, valid once until {link.expires_at:%Y-%m-%d %H:%M} UTC:")
+    print(args.url.rstrip("/") + path)
+    return 0
+
+
+@command(group="user")
+def add_user_account_actions(users: Subparsers) -> None:
+    for action, words in (
+        ("disable", "sign a user out everywhere and refuse their logins"),
+        ("enable", "let a disabled user log in again"),
+        ("reset", "sign a user out everywhere and print a one-time password-reset link"),
+    ):
+        parser = users.add_parser(action, help=words)
+        parser.add_argument("email")
+        if action == "reset":
+            parser.add_argument("--url", default="http://127.0.0.1:8000", help=SERVER_URL_HELP)
+        parser.set_defaults(func=cmd_user_account_action)
+
+
+def cmd_user_account_action(args: argparse.Namespace) -> int:
+    from backend.admin import service as admin
+    from backend.db import session_scope
+
+    email = _email(args.email)
+    with session_scope() as session:
+        user = admin.find_account(session, email)
+        if args.action == "disable":
+            admin.disable(session, None, user)
+        elif args.action == "enable":
+            admin.enable(session, user)
+        else:
+            link, secret = admin.reset(session, None, user)
+            print(
+                f"autodl: {email} was signed out; reset link, valid once until "
+                f"{link.expires_at:%Y-%m-%d %H:%M} UTC:"
+            )
+            print(args.url.rstrip("/") + admin.link_path(link, secret))
+            return 0
+    print(f"autodl: {email} {args.action}d")
+    return 0
+
+
+def _email(raw: str) -> str:
+    """An email as the API stores it; exits with the reason when it is not one."""
+    from backend import migrations
+    from backend.auth.schemas import Credentials
+
+    migrations.prepare(get_settings())
+    try:
+        return Credentials.normalise_email(raw)
+    except ValueError as exc:
+        print(f"autodl: {exc}", file=sys.stderr)
+        raise SystemExit(2) from exc
 
 
 @command()

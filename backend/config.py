@@ -6,6 +6,7 @@ import math
 import re
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -32,6 +33,13 @@ class Settings(BaseSettings):
     max_zip_entries: int = 20_000
     max_zip_total_bytes: int = 8 * 1024**3
     max_zip_ratio: int = 100
+
+    # open: anyone may sign up; invite: only with an admin's invite link; closed: nobody
+    # (accounts come from `autodl user create`). Whatever the mode, the first account of a
+    # fresh server may sign up (except when closed) and becomes its admin.
+    signup: Literal["open", "invite", "closed"] = "invite"
+    invite_max_age_s: int = 7 * 24 * 3600
+    reset_max_age_s: int = 24 * 3600
 
     session_max_age_s: int = 14 * 24 * 3600
     password_hash_time_cost: int = 3

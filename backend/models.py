@@ -1,8 +1,18 @@
 """Every table, imported in one place for Alembic and the worker."""
 
-from backend.auth.models import ApiToken, User
+from backend.auth.models import AccountLink, ApiToken, User
 from backend.images.models import Image
 from backend.projects.models import Label, Project
 from backend.runs.models import Artifact, Prediction, Run
 
-__all__ = ["ApiToken", "Artifact", "Image", "Label", "Prediction", "Project", "Run", "User"]
+__all__ = [
+    "AccountLink",
+    "ApiToken",
+    "Artifact",
+    "Image",
+    "Label",
+    "Prediction",
+    "Project",
+    "Run",
+    "User",
+]

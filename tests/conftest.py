@@ -101,6 +101,8 @@ def settings_env(
     monkeypatch.setenv("AUTODL_DATABASE_URL", database_url)
     monkeypatch.setenv("AUTODL_REDIS_URL", redis_url)
     monkeypatch.setenv("AUTODL_SECRET_KEY", "test-secret-" + uuid.uuid4().hex)
+    # Most tests sign up several users; tests/auth/test_accounts.py covers the other modes.
+    monkeypatch.setenv("AUTODL_SIGNUP", "open")
     reset_caches()
     yield data_dir
     reset_caches()

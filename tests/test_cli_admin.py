@@ -39,7 +39,7 @@ def test_migrate_create_user_and_import_a_folder(tmp_path: Path, hymenoptera: Pa
         "--email",
         "Ada@Example.com",
         "--password",
-        "long enough",
+        "long enough pw",
         "--token",
         data_dir=data,
     )

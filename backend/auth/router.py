@@ -8,6 +8,7 @@ from backend.auth.schemas import (
     Credentials,
     LoginOut,
     NewTokenOut,
+    ResetIn,
     SignupIn,
     SignupOut,
     TokenIn,
@@ -23,7 +24,7 @@ router = APIRouter(prefix="/api/auth", tags=["auth"])
 
 @router.post("/signup", status_code=status.HTTP_201_CREATED, response_model=SignupOut)
 def signup(body: SignupIn, session: SessionDep, settings: SettingsDep, response: Response):
-    user = service.create_user(session, body.email, body.password)
+    user = service.sign_up(session, body.email, body.password, body.invite)
     token = service.issue_session(session, user, name="signup")
     set_session_cookies(response, token, settings)
     return SignupOut(token=token, user=UserOut.model_validate(user))
@@ -33,6 +34,15 @@ def signup(body: SignupIn, session: SessionDep, settings: SettingsDep, response:
 def login(body: Credentials, session: SessionDep, settings: SettingsDep, response: Response):
     user = service.authenticate(session, body.email, body.password)
     token = service.issue_session(session, user, name="login")
+    set_session_cookies(response, token, settings)
+    return LoginOut(token=token, user=UserOut.model_validate(user))
+
+
+@router.post("/reset", response_model=LoginOut)
+def reset_password(body: ResetIn, session: SessionDep, settings: SettingsDep, response: Response):
+    """Choose a new password with an admin's reset link; signs you in."""
+    user = service.reset_password(session, body.token, body.password)
+    token = service.issue_session(session, user, name="reset")
     set_session_cookies(response, token, settings)
     return LoginOut(token=token, user=UserOut.model_validate(user))
 

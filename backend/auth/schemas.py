@@ -15,7 +15,7 @@ class Credentials(BaseModel):
 
     @field_validator("email")
     @classmethod
-    def _normalise_email(cls, value: str) -> str:
+    def normalise_email(cls, value: str) -> str:
         value = value.strip().lower()
         local, _, domain = value.partition("@")
         if not local or "." not in domain or " " in value:
@@ -25,6 +25,14 @@ class Credentials(BaseModel):
 
 class SignupIn(Credentials):
     password: str = Field(min_length=8, max_length=1024)
+    invite: str | None = Field(
+        default=None, max_length=200, description="the secret of an admin's invite link"
+    )
+
+
+class ResetIn(BaseModel):
+    token: str = Field(min_length=1, max_length=200, description="the reset link's secret")
+    password: str = Field(min_length=8, max_length=1024)
 
 
 class UserOut(BaseModel):
@@ -32,6 +40,7 @@ class UserOut(BaseModel):
 
     id: int
     email: str
+    is_admin: bool
     created_at: datetime
 
 

@@ -9,6 +9,7 @@ from functools import lru_cache
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from zxcvbn import zxcvbn
 
 from backend.config import get_settings
 
@@ -38,6 +39,38 @@ def verify_password(password_hash: str, password: str) -> bool:
         return hasher().verify(password_hash, password)
     except (VerificationError, InvalidHashError):
         return False
+
+
+@lru_cache
+def _unknown_user_hash(time_cost: int, memory_kib: int) -> str:
+    return _hasher(time_cost, memory_kib).hash(secrets.token_urlsafe(16))
+
+
+def verify_password_of_nobody(password: str) -> None:
+    """The argon2 work of checking a password, for an email with no account: a login for an
+    unknown email then takes as long as a wrong password, and timing tells nothing."""
+    settings = get_settings()
+    digest = _unknown_user_hash(settings.password_hash_time_cost, settings.password_hash_memory_kib)
+    verify_password(digest, password)
+
+
+MIN_PASSWORD_SCORE = 3  # zxcvbn: "safely unguessable: moderate protection from offline attacks"
+_ZXCVBN_MAX_CHARS = 72  # zxcvbn refuses longer input; the first 72 characters must be strong
+
+
+def password_weakness(password: str, email: str) -> str | None:
+    """Why ``password`` is too easy to guess, in words, or None when it is strong enough.
+    Estimated with zxcvbn (dictionaries, keyboard patterns, repeats, dates, the email)."""
+    local = email.partition("@")[0]
+    result = zxcvbn(password[:_ZXCVBN_MAX_CHARS], user_inputs=[email, local, "autodl"])
+    if result["score"] >= MIN_PASSWORD_SCORE:
+        return None
+    feedback = result["feedback"]
+    words = [
+        feedback.get("warning") or "It is too easy to guess.",
+        *feedback.get("suggestions", []),
+    ]
+    return "Choose a stronger password. " + " ".join(w for w in words if w)
 
 
 def new_token() -> str:

@@ -1,18 +1,25 @@
-"""Users and their tokens."""
+"""Users, sign-up (open, by invitation or closed), log-in, tokens and one-time links."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from backend.auth.models import ApiToken, TokenKind, User
-from backend.auth.security import hash_password, new_token, token_digest, verify_password
+from backend.auth.models import AccountLink, ApiToken, LinkKind, TokenKind, User
+from backend.auth.security import (
+    hash_password,
+    new_token,
+    password_weakness,
+    token_digest,
+    verify_password,
+    verify_password_of_nobody,
+)
 from backend.config import get_settings
 from backend.db import utcnow
-from backend.errors import AppError, Conflict, NotFound
+from backend.errors import AppError, Conflict, Forbidden, InvalidInput, NotFound
 
 
 class InvalidCredentials(AppError):
@@ -24,23 +31,113 @@ class EmailTaken(Conflict):
     detail = "An account with this email already exists. Log in instead."
 
 
+class WeakPassword(InvalidInput):
+    pass
+
+
+class SignupClosed(Forbidden):
+    detail = (
+        "Sign-up is closed on this server: an admin creates accounts "
+        "(autodl user create --email ...)."
+    )
+
+
+class InviteRequired(Forbidden):
+    detail = (
+        "Sign-up on this server is by invitation: open the invite link an admin gave you, "
+        "or ask an admin for one."
+    )
+
+
+class InviteNotValid(Forbidden):
+    detail = (
+        "This invitation is not valid: it was already used, has expired, or was copied "
+        "incompletely. Ask an admin for a new one."
+    )
+
+
+class InviteForAnotherEmail(Forbidden):
+    detail = "This invitation is for another email address: sign up with the invited one."
+
+
+class ResetLinkNotValid(Forbidden):
+    detail = (
+        "This password-reset link is not valid: it was already used, has expired, or was "
+        "copied incompletely. Ask an admin for a new one."
+    )
+
+
+class AccountDisabled(Forbidden):
+    detail = "This account is disabled. Ask an admin of this server to enable it again."
+
+
 class TokenNotFound(NotFound):
     detail = "Token not found."
 
 
-def create_user(session: Session, email: str, password: str) -> User:
-    if session.scalar(select(User).where(User.email == email)) is not None:
+def _checked_hash(password: str, email: str) -> str:
+    weakness = password_weakness(password, email)
+    if weakness:
+        raise WeakPassword(weakness)
+    return hash_password(password)
+
+
+def _email_taken(session: Session, email: str) -> bool:
+    return session.scalar(select(User.id).where(User.email == email)) is not None
+
+
+def create_user(session: Session, email: str, password: str, *, is_admin: bool = False) -> User:
+    """An account made by an admin (CLI) or by a permitted sign-up."""
+    password_hash = _checked_hash(password, email)
+    if _email_taken(session, email):
         raise EmailTaken()
-    user = User(email=email, password_hash=hash_password(password))
+    user = User(email=email, password_hash=password_hash, is_admin=is_admin)
     session.add(user)
     session.flush()
     return user
 
 
+def signup_mode(session: Session) -> str:
+    """``first`` on a fresh server (whoever signs up becomes admin), else the setting."""
+    mode = get_settings().signup
+    if mode != "closed" and not session.scalar(select(func.count()).select_from(User)):
+        return "first"
+    return mode
+
+
+def sign_up(session: Session, email: str, password: str, invite: str | None) -> User:
+    """Sign-up as the server's mode allows. Who may sign up is decided before the email is
+    looked at, so an outsider learns nothing about which emails have accounts."""
+    mode = signup_mode(session)
+    if mode == "closed":
+        raise SignupClosed()
+    link = None
+    if mode == "invite":
+        if not invite:
+            raise InviteRequired()
+        link = _live_link(session, LinkKind.INVITE, invite)
+        if link is None:
+            raise InviteNotValid()
+        if link.email != email:
+            raise InviteForAnotherEmail()
+    user = create_user(session, email, password, is_admin=mode == "first")
+    if link is not None:
+        link.used_at = utcnow()
+        session.flush()
+    return user
+
+
 def authenticate(session: Session, email: str, password: str) -> User:
+    """The account for these credentials. An unknown email costs the same argon2 work as a
+    wrong password; a disabled account is only named once its password was right."""
     user = session.scalar(select(User).where(User.email == email))
-    if user is None or not verify_password(user.password_hash, password):
+    if user is None:
+        verify_password_of_nobody(password)
         raise InvalidCredentials()
+    if not verify_password(user.password_hash, password):
+        raise InvalidCredentials()
+    if user.disabled_at is not None:
+        raise AccountDisabled()
     return user
 
 
@@ -88,11 +185,12 @@ class TokenUse:
 
 
 def use_token(session: Session, token: str) -> TokenUse | None:
-    """The user behind ``token``, or None when it is unknown, revoked or expired. Using a
-    session token pushes its expiry back (sliding), at most once per refresh interval."""
+    """The user behind ``token``, or None when it is unknown, revoked, expired or its user
+    is disabled. Using a session token pushes its expiry back (sliding), at most once per
+    refresh interval."""
     row = session.scalar(select(ApiToken).where(ApiToken.token_hash == token_digest(token)))
     now = utcnow()
-    if row is None or row.expires_at <= now:
+    if row is None or row.expires_at <= now or row.user.disabled_at is not None:
         return None
     max_age_s = get_settings().session_max_age_s
     slid = False
@@ -129,3 +227,50 @@ def revoke_token(session: Session, token: str) -> None:
     if row is not None:
         session.delete(row)
         session.flush()
+
+
+def revoke_all_tokens(session: Session, user: User) -> None:
+    session.execute(delete(ApiToken).where(ApiToken.user_id == user.id))
+    session.expire(user, ["tokens"])
+
+
+def issue_link(
+    session: Session, kind: LinkKind, email: str, *, user: User | None, created_by: User | None
+) -> tuple[AccountLink, str]:
+    """A one-time invitation or reset link's row and secret (shown once, stored hashed)."""
+    settings = get_settings()
+    max_age = settings.invite_max_age_s if kind == LinkKind.INVITE else settings.reset_max_age_s
+    secret = new_token()
+    now = utcnow()
+    link = AccountLink(
+        kind=kind,
+        token_hash=token_digest(secret),
+        email=email,
+        user_id=user.id if user else None,
+        created_by_id=created_by.id if created_by else None,
+        created_at=now,
+        expires_at=now + timedelta(seconds=max_age),
+    )
+    session.add(link)
+    session.flush()
+    return link, secret
+
+
+def _live_link(session: Session, kind: LinkKind, secret: str) -> AccountLink | None:
+    link = session.scalar(select(AccountLink).where(AccountLink.token_hash == token_digest(secret)))
+    if link is None or link.kind != kind or link.used_at is not None:
+        return None
+    return link if link.expires_at > utcnow() else None
+
+
+def reset_password(session: Session, secret: str, password: str) -> User:
+    """Redeem a reset link: a new password, every old session and token revoked."""
+    link = _live_link(session, LinkKind.RESET, secret)
+    user = session.get(User, link.user_id) if link and link.user_id else None
+    if link is None or user is None:
+        raise ResetLinkNotValid()
+    user.password_hash = _checked_hash(password, user.email)
+    link.used_at = utcnow()
+    revoke_all_tokens(session, user)
+    session.flush()
+    return user

@@ -22,6 +22,7 @@ from fastapi.templating import Jinja2Templates
 from backend import __version__
 from backend.auth.models import User
 from backend.auth.security import SESSION_COOKIE
+from backend.auth.service import signup_mode
 from backend.deps import SessionDep, token_user
 from backend.errors import NotFound
 from backend.pages import service
@@ -163,10 +164,37 @@ def login_page(request: Request, user: OptionalUser, next: str | None = None) ->
 
 
 @router.get("/signup", response_class=HTMLResponse)
-def signup_page(request: Request, user: OptionalUser, next: str | None = None) -> Response:
+def signup_page(
+    request: Request,
+    user: OptionalUser,
+    session: SessionDep,
+    next: str | None = None,
+    invite: str | None = None,
+) -> Response:
     if user is not None:
         return RedirectResponse(safe_next(next), 303)
-    return render(request, "auth.html", {"mode": "signup", "next_url": safe_next(next)})
+    mode = signup_mode(session)
+    context = {
+        "mode": "signup",
+        "next_url": safe_next(next),
+        "signup_mode": mode,
+        "invite": invite or "",
+        "closed": mode == "closed" or (mode == "invite" and not invite),
+    }
+    return render(request, "auth.html", context)
+
+
+@router.get("/reset", response_class=HTMLResponse)
+def reset_page(request: Request, token: str = "") -> Response:
+    """Choose a new password with the one-time link an admin made."""
+    return render(request, "auth.html", {"mode": "reset", "next_url": "/projects", "token": token})
+
+
+@router.get("/admin", response_class=HTMLResponse)
+def admin_page(request: Request, user: PageUser) -> HTMLResponse:
+    if not user.is_admin:
+        raise NotFound("Page not found.")
+    return render(request, "admin.html")
 
 
 @router.get("/projects", response_class=HTMLResponse)

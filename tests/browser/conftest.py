@@ -46,7 +46,11 @@ def server(
     """``autodl serve`` with its embedded Redis and worker, as a user starts it."""
     _require_chromium()
     root = tmp_path_factory.mktemp("autodl-browser")
-    with live_server(root / "data", AUTODL_CACHE_DIR=str(shared_cache_dir)) as (running, _):
+    # Every test signs up a user of its own; test_security.py drives a server in the default
+    # mode (first account is the admin, then invitations).
+    with live_server(
+        root / "data", AUTODL_CACHE_DIR=str(shared_cache_dir), AUTODL_SIGNUP="open"
+    ) as (running, _):
         yield running
 
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlsplit
 
 import pytest
+from playwright.sync_api import expect
 
-from tests.browser.conftest import PASSWORD
+from tests.browser.conftest import DESKTOP, PASSWORD
+from tests.e2e.server import live_server
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -68,3 +71,57 @@ def test_api_docs_render_offline_under_their_csp(new_session, server, path) -> N
     # ReDoc's bundle shows its maker's logo from their CDN: the policy blocks that image, and
     # that is the only thing it may block.
     assert [e for e in session.errors if "cdn.redoc.ly/redoc/logo-mini.svg" not in e] == []
+
+
+@pytest.fixture(scope="module")
+def fresh_server(tmp_path_factory, browser):  # type: ignore[no-untyped-def]
+    """A server in the default sign-up mode, with no account yet."""
+    with live_server(tmp_path_factory.mktemp("fresh") / "data", worker=False) as (running, _):
+        yield running
+
+
+def test_first_run_admin_invites_someone_and_disables_them(browser, fresh_server) -> None:  # type: ignore[no-untyped-def]
+    def context():  # type: ignore[no-untyped-def]
+        ctx = browser.new_context(viewport=DESKTOP, base_url=fresh_server.url)
+        page = ctx.new_page()
+        page.set_default_timeout(20_000)
+        return ctx, page
+
+    admin_ctx, admin = context()
+    guest_ctx, guest = context()
+    try:
+        admin.goto("/signup")
+        expect(admin.locator("h1")).to_have_text("Create the admin account")
+        admin.fill("#email", "root@example.com")
+        admin.fill("#password", PASSWORD)
+        admin.click("button[type=submit]")
+        admin.wait_for_url("**/projects")
+        admin.click("#admin-link")
+        admin.wait_for_url("**/admin")
+        admin.fill("#invite-email", "guest@example.com")
+        admin.click("#invite-form button[type=submit]")
+        link = admin.locator("#new-link-url")
+        expect(link).to_have_value(re.compile(r"/signup\?invite=adl_"))
+
+        guest.goto("/signup")
+        expect(guest.locator("#signup-closed")).to_contain_text("by invitation")
+        guest.goto(link.input_value())
+        guest.fill("#email", "guest@example.com")
+        guest.fill("#password", "password")
+        guest.click("button[type=submit]")
+        expect(guest.locator("#auth-error")).to_contain_text("top-10 common password")
+        guest.fill("#password", PASSWORD)
+        guest.click("button[type=submit]")
+        guest.wait_for_url("**/projects")
+        assert guest.locator("#admin-link").count() == 0
+
+        admin.reload()
+        row = admin.locator("tr[data-email='guest@example.com']")
+        row.get_by_role("button", name="Disable").click()
+        admin.get_by_role("button", name="Disable", exact=True).last.click()
+        expect(row.locator(".pill")).to_have_text("Disabled")
+        guest.goto("/projects")
+        assert "/login?next=%2Fprojects" in guest.url
+    finally:
+        admin_ctx.close()
+        guest_ctx.close()

@@ -21,13 +21,13 @@ const errorBox = document.getElementById("auth-error");
 form.addEventListener("submit", async (event) => {
   event.preventDefault();
   const mode = form.dataset.mode;
-  const email = form.elements.email.value.trim();
+  const email = form.elements.email ? form.elements.email.value.trim() : "";
   const password = form.elements.password.value;
-  if (!email || !password) {
-    showError(errorBox, "Enter your email and a password.");
+  if ((mode !== "reset" && !email) || !password) {
+    showError(errorBox, mode === "reset" ? "Enter a new password." : "Enter your email and a password.");
     return;
   }
-  if (mode === "signup" && password.length < 8) {
+  if (mode !== "login" && password.length < 8) {
     showError(errorBox, "Choose a password of at least 8 characters.");
     form.elements.password.focus();
     return;
@@ -36,7 +36,10 @@ form.addEventListener("submit", async (event) => {
   button.disabled = true;
   showError(errorBox, null);
   try {
-    await api(`/auth/${mode}`, { method: "POST", json: { email, password } });
+    const json = { login: { email, password },
+      signup: { email, password, invite: form.elements.invite?.value || null },
+      reset: { token: form.elements.token?.value || "", password } }[mode];
+    await api(`/auth/${mode}`, { method: "POST", json });
     window.location.assign(sameSitePath(form.dataset.next || "/projects"));
   } catch (error) {
     const message = error.status === 401
