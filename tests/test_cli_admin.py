@@ -73,3 +73,42 @@ def test_migrate_create_user_and_import_a_folder(tmp_path: Path, hymenoptera: Pa
 
     missing = run_autodl("import", str(tmp_path / "nope"), "--project", "X", data_dir=data)
     assert missing.returncode == 2 and "not a folder" in missing.stderr
+
+
+def test_user_commands_make_an_admin_invite_disable_enable_and_reset(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    created = run_autodl(
+        "user", "create", "--email", "ada@example.com", "--password", "correct horse battery",
+        "--admin", "--token", data_dir=data,
+    )  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    weak = run_autodl(
+        "user", "create", "--email", "bob@example.com", "--password", "password", data_dir=data
+    )
+    assert weak.returncode == 1 and "common password" in weak.stderr
+
+    invite = run_autodl(
+        "user", "invite", "Bob@Example.com", "--url", "https://ml.example/", data_dir=data
+    )
+    assert invite.returncode == 0, invite.stderr
+    assert invite.stdout.splitlines()[-1].startswith("https://ml.example/signup?invite=adl_")
+    taken = run_autodl("user", "invite", "ada@example.com", data_dir=data)
+    assert taken.returncode == 1 and "already exists" in taken.stderr
+
+    def account() -> tuple[int, str | None, int]:
+        with sqlite3.connect(data / "autodl.db") as db:
+            admin, disabled = db.execute("SELECT is_admin, disabled_at FROM user").fetchone()
+            (tokens,) = db.execute("SELECT count(*) FROM api_token").fetchone()
+        return admin, disabled, tokens
+
+    assert account() == (1, None, 1)
+    assert run_autodl("user", "disable", "ada@example.com", data_dir=data).returncode == 0
+    _, disabled, tokens = account()
+    assert disabled is not None and tokens == 0
+    assert run_autodl("user", "enable", "ada@example.com", data_dir=data).returncode == 0
+    assert account()[1] is None
+    reset = run_autodl("user", "reset", "ada@example.com", data_dir=data)
+    assert reset.returncode == 0, reset.stderr
+    assert "/reset?token=adl_" in reset.stdout.splitlines()[-1]
+    unknown = run_autodl("user", "disable", "nobody@example.com", data_dir=data)
+    assert unknown.returncode == 1 and "No account" in unknown.stderr
