@@ -12,8 +12,6 @@ import logging
 import os
 import re
 import unicodedata
-import zipfile
-import zlib
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -24,6 +22,15 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from backend.archives import (
+    Entry,
+    Refused,
+    RefusedEntry,
+    ZipReader,
+    is_hidden,
+    safe_parts,
+    too_large,
+)
 from backend.config import Settings
 from backend.errors import InvalidInput
 from backend.images.decode import NotAPicture, read_picture
@@ -39,8 +46,6 @@ FILENAME_MAX_CHARS = 255
 NESTED_ARCHIVE_SUFFIXES = frozenset(
     {".zip", ".tar", ".gz", ".tgz", ".bz2", ".tbz2", ".xz", ".txz", ".7z", ".rar", ".zst"}
 )
-SYSTEM_FILES = frozenset({"thumbs.db", "desktop.ini", "__macosx"})
-_DRIVE = re.compile(r"^[A-Za-z]:")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 COULD_NOT_READ = (
@@ -48,26 +53,8 @@ COULD_NOT_READ = (
 )
 EMPTY = "This file is empty (0 bytes)."
 HIDDEN = "Skipped: a hidden or system file, not a picture."
-UNSAFE_PATH = (
-    "Skipped: this entry's path points outside the zip's folder (or uses a drive letter or "
-    "backslashes), so it was not opened."
-)
 NESTED_ARCHIVE = (
     "Skipped: archives are not unpacked inside a zip or a folder. Upload that archive on its own."
-)
-ENCRYPTED = "This entry of the zip is password-protected; unpack it and upload the pictures."
-ZIP_DAMAGED = "This zip file is damaged or incomplete and could not be opened."
-ZIP_ENTRY_DAMAGED = "This entry of the zip is damaged and could not be unpacked."
-# What zipfile raises for a bad entry: CRC mismatch, bad header, and NotImplementedError
-# for a compression method it cannot unpack (not a placeholder: an answer to report).
-_ZIP_READ_ERRORS = (
-    zipfile.BadZipFile,
-    zlib.error,
-    EOFError,
-    OSError,
-    NotImplementedError,
-    RuntimeError,
-    ValueError,
 )
 
 
@@ -104,12 +91,6 @@ class IngestReport:
     accepted: list[Accepted] = field(default_factory=list)
     duplicates: list[Duplicate] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
-
-
-class _Rejection(Exception):
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 def parse_split(value: str | None) -> str | None:
@@ -149,7 +130,7 @@ def ingest_files(
         run.label(label)  # a clash with an existing label's name is a 409 before any work
     for source in sources:
         name = _basename(source.filename)
-        if _is_hidden(name):
+        if is_hidden(name):
             run.reject(source.filename, HIDDEN)
         elif name.lower().endswith(".zip"):
             run.add_zip(source, label, split)
@@ -171,8 +152,8 @@ def _folders_in_filename(filename: str) -> tuple[str | None, str | None]:
     if "/" not in filename:
         return None, None
     try:
-        parts = _safe_parts(filename)
-    except _Rejection:
+        parts = safe_parts(filename)
+    except Refused:
         return None, None
     split, label = _placement(parts[:-1])
     return split, label_name(label) if label else None
@@ -190,20 +171,20 @@ def ingest_directory(
     if not path.is_dir():
         raise InvalidInput(f"{path} is not a folder or a .zip file.")
     run = _Ingest(session, settings, project)
-    entries: list[_Entry] = []
+    entries: list[Entry] = []
     for folder, dirs, files in os.walk(path, followlinks=False):
         relative = Path(folder).relative_to(path)
         for name in sorted(dirs):
-            if _is_hidden(name):
+            if is_hidden(name):
                 run.reject(f"{(relative / name).as_posix()}/", HIDDEN)
-        dirs[:] = sorted(d for d in dirs if not _is_hidden(d))
+        dirs[:] = sorted(d for d in dirs if not is_hidden(d))
         for name in sorted(files):
             file_path = Path(folder) / name
             shown = (relative / name).as_posix()
             if file_path.is_symlink() or not file_path.is_file():
                 run.reject(shown, "Skipped: a link or special file, not a regular file.")
                 continue
-            entries.append(_Entry(shown, PurePosixPath(shown).parts, _opener(file_path)))
+            entries.append(Entry(shown, PurePosixPath(shown).parts, _opener(file_path)))
     run.add_entries(entries, None, None)
     return run.report
 
@@ -212,17 +193,8 @@ def _opener(path: Path) -> Callable[[], AbstractContextManager[IO[bytes]]]:
     return lambda: path.open("rb")
 
 
-@dataclass(frozen=True)
-class _Entry:
-    """A file inside a zip or a folder: how to name it, where it sits, how to read it."""
-
-    shown: str
-    parts: tuple[str, ...]
-    open: Callable[[], AbstractContextManager[IO[bytes]]]
-
-
 class _Ingest:
-    """One ingestion: the report, the labels and hashes already seen, the zip byte budget."""
+    """One ingestion: the report, the labels and hashes already seen, its zips' budget."""
 
     def __init__(self, session: Session, settings: Settings, project: Project) -> None:
         self.session = session
@@ -233,7 +205,7 @@ class _Ingest:
         self.labels: dict[str, Label] = {}
         self.accepted_sha: dict[str, int] = {}
         self.rejected_sha: dict[str, str] = {}
-        self.zip_bytes_left = settings.max_zip_total_bytes
+        self.zips = ZipReader(settings)
 
     def reject(self, shown: str, reason: str) -> None:
         self.report.rejected.append(Rejected(shown, reason))
@@ -244,7 +216,7 @@ class _Ingest:
         """Verdict for one file; never raises."""
         try:
             self._add(shown, filename, fileobj, label, split)
-        except (_Rejection, NotAPicture) as exc:
+        except (Refused, NotAPicture) as exc:
             self.reject(shown, exc.reason)
         except LabelNameClash as exc:
             self.reject(shown, exc.detail)
@@ -264,37 +236,25 @@ class _Ingest:
 
     def _add_zip(self, source: UploadSource, label: str | None, split: str | None) -> None:
         try:
-            if source.fileobj.seekable():
-                source.fileobj.seek(0)
-            archive = zipfile.ZipFile(source.fileobj)
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError):
-            self.reject(source.filename, ZIP_DAMAGED)
-            return
-        with archive:
-            infos = [info for info in archive.infolist() if not info.is_dir()]
-            if len(infos) > self.settings.max_zip_entries:
-                self.reject(
-                    source.filename,
-                    f"This zip holds {len(infos)} files; the limit is "
-                    f"{self.settings.max_zip_entries} per zip. Split it into smaller zips.",
-                )
-                return
-            entries = []
-            for info in infos:
-                try:
-                    entries.append(self._zip_entry(archive, info))
-                except _Rejection as exc:
-                    self.reject(info.filename, exc.reason)
-            self.add_entries(entries, label, split)
+            with self.zips.entries(source.fileobj) as members:
+                entries = []
+                for member in members:
+                    if isinstance(member, RefusedEntry):
+                        self.reject(member.name, member.reason)
+                    else:
+                        entries.append(member)
+                self.add_entries(entries, label, split)
+        except Refused as exc:
+            self.reject(source.filename, exc.reason)
 
-    def add_entries(self, entries: Sequence[_Entry], label: str | None, split: str | None) -> None:
+    def add_entries(self, entries: Sequence[Entry], label: str | None, split: str | None) -> None:
         """Place each entry by its folders (zip and folder imports share these rules)."""
         candidates = []
         for entry in entries:
-            if any(_is_hidden(part) for part in entry.parts):
-                self.reject(entry.shown, HIDDEN)
+            if any(is_hidden(part) for part in entry.parts):
+                self.reject(entry.name, HIDDEN)
             elif PurePosixPath(entry.parts[-1]).suffix.lower() in NESTED_ARCHIVE_SUFFIXES:
-                self.reject(entry.shown, NESTED_ARCHIVE)
+                self.reject(entry.name, NESTED_ARCHIVE)
             else:
                 candidates.append(entry)
         root = _common_root([entry.parts for entry in candidates])
@@ -303,58 +263,22 @@ class _Ingest:
             try:
                 entry_label = label_name(folder_label) if folder_label else label
             except ValueError as exc:
-                self.reject(entry.shown, f"The folder name cannot be used as a label: {exc}.")
+                self.reject(entry.name, f"The folder name cannot be used as a label: {exc}.")
                 continue
             try:
                 with entry.open() as fileobj:
                     self.add_file(
-                        entry.shown,
+                        entry.name,
                         _basename(entry.parts[-1]),
                         fileobj,
                         entry_label,
                         folder_split or split,
                     )
-            except _Rejection as exc:
-                self.reject(entry.shown, exc.reason)
+            except Refused as exc:
+                self.reject(entry.name, exc.reason)
             except OSError:
-                logger.warning("could not open %r", entry.shown, exc_info=True)
-                self.reject(entry.shown, COULD_NOT_READ)
-
-    def _zip_entry(self, archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> _Entry:
-        parts = _safe_parts(info.filename)
-        if info.flag_bits & 0x1:
-            raise _Rejection(ENCRYPTED)
-        if info.file_size > self.settings.max_image_bytes:
-            raise _Rejection(self._too_large_reason())
-        if info.file_size and (
-            info.compress_size <= 0
-            or info.file_size > self.settings.max_zip_ratio * info.compress_size
-        ):
-            raise _Rejection(
-                "Skipped: this entry unpacks to far more than its compressed size "
-                f"(over {self.settings.max_zip_ratio} times), as zip bombs do."
-            )
-
-        def open_entry() -> AbstractContextManager[IO[bytes]]:
-            if self.zip_bytes_left <= 0:
-                raise _Rejection(self._budget_reason())
-            try:
-                return _BudgetedReader(archive.open(info), self)
-            except _ZIP_READ_ERRORS as exc:
-                raise _Rejection(ZIP_ENTRY_DAMAGED) from exc
-
-        return _Entry(info.filename, parts, open_entry)
-
-    def _budget_reason(self) -> str:
-        gb = self.settings.max_zip_total_bytes / 1024**3
-        return (
-            f"Not unpacked: the zip files in this upload unpack to more than {gb:g} GB in total. "
-            "Send them in smaller parts."
-        )
-
-    def _too_large_reason(self) -> str:
-        mb = self.settings.max_image_bytes / 1024**2
-        return f"This file is larger than the {mb:g} MB limit per picture."
+                logger.warning("could not open %r", entry.name, exc_info=True)
+                self.reject(entry.name, COULD_NOT_READ)
 
     def _add(
         self, shown: str, filename: str, fileobj: IO[bytes], label: str | None, split: str | None
@@ -363,15 +287,15 @@ class _Ingest:
             with self.store.stage(fileobj, self.settings.max_image_bytes) as staged:
                 self._add_staged(shown, filename, staged, label, split)
         except FileTooLarge as exc:
-            raise _Rejection(self._too_large_reason()) from exc
+            raise Refused(too_large(self.settings.max_image_bytes)) from exc
 
     def _add_staged(
         self, shown: str, filename: str, staged: StagedFile, label: str | None, split: str | None
     ) -> None:
         if staged.size == 0:
-            raise _Rejection(EMPTY)
+            raise Refused(EMPTY)
         if staged.sha256 in self.rejected_sha:
-            raise _Rejection(self.rejected_sha[staged.sha256])
+            raise Refused(self.rejected_sha[staged.sha256])
         existing = self.accepted_sha.get(staged.sha256) or self._existing_id(staged.sha256)
         if existing is not None:
             self.report.duplicates.append(Duplicate(shown, existing))
@@ -416,30 +340,6 @@ class _Ingest:
         return self.labels[name]
 
 
-class _BudgetedReader:
-    """A zip entry's stream that spends the ingestion's total unpacked-bytes budget."""
-
-    def __init__(self, raw: IO[bytes], run: _Ingest) -> None:
-        self.raw = raw
-        self.run = run
-
-    def read(self, size: int = -1) -> bytes:
-        try:
-            data = self.raw.read(size)
-        except _ZIP_READ_ERRORS as exc:
-            raise _Rejection(ZIP_ENTRY_DAMAGED) from exc
-        self.run.zip_bytes_left -= len(data)
-        if self.run.zip_bytes_left < 0:
-            raise _Rejection(self.run._budget_reason())
-        return data
-
-    def __enter__(self) -> IO[bytes]:
-        return self  # type: ignore[return-value]
-
-    def __exit__(self, *exc: object) -> None:
-        self.raw.close()
-
-
 def ensure_label(session: Session, project: Project, name: str) -> Label:
     """The project's label called ``name``, created if missing, also when concurrent uploads
     create the same new label at once (the loser of the race reads the winner's row).
@@ -481,20 +381,6 @@ def _insert_unless_present(
         .returning(model.id)
     )
     return session.execute(statement).scalar_one_or_none()
-
-
-def _safe_parts(name: str) -> tuple[str, ...]:
-    """The path segments of a zip entry, refusing anything that could escape a folder."""
-    if "\\" in name or name.startswith("/") or _DRIVE.match(name) or _CONTROL.search(name):
-        raise _Rejection(UNSAFE_PATH)
-    parts = tuple(part for part in name.split("/") if part not in ("", "."))
-    if not parts or ".." in parts:
-        raise _Rejection(UNSAFE_PATH)
-    return parts
-
-
-def _is_hidden(part: str) -> bool:
-    return part.startswith(".") or part.lower() in SYSTEM_FILES
 
 
 def _common_root(paths: Sequence[tuple[str, ...]]) -> bool:

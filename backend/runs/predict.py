@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-import zipfile
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from functools import lru_cache
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from fastapi import UploadFile
 
+from backend.archives import Entry, Refused, RefusedEntry, ZipReader, is_hidden, too_large
 from backend.config import Settings
 from backend.errors import InvalidInput
 from backend.images.decode import NotAPicture, read_picture
 from backend.runs.schemas import BatchPredictOut, PredictOut
+from backend.storage import FileTooLarge, ImageStore
 
 if TYPE_CHECKING:
     from backend.inference.predictor import OnnxClassifier
@@ -41,75 +40,71 @@ def _is_zip(upload: UploadFile) -> bool:
     return head == b"PK\x03\x04"
 
 
-class _Limited:
-    def __init__(self, source: IO[bytes], limit: int) -> None:
-        self.source, self.left = source, limit
+def _already_open(fileobj: IO[bytes]) -> Callable[[], AbstractContextManager[IO[bytes]]]:
+    return lambda: nullcontext(fileobj)
 
-    def read(self, size: int = -1) -> bytes:
-        if self.left <= 0:
-            return b""
-        size = self.left if size < 0 else min(size, self.left)
-        chunk = self.source.read(size)
-        self.left -= len(chunk)
-        return chunk
+
+def _hidden(entry: Entry | RefusedEntry) -> bool:
+    return isinstance(entry, Entry) and any(map(is_hidden, entry.parts))
 
 
 @contextmanager
-def _sources(uploads: list[UploadFile], settings: Settings) -> Iterator[list[tuple[str, Path]]]:
-    """Every uploaded picture (zips expanded) as a file on disk, removed afterwards."""
-    settings.tmp_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=settings.tmp_dir) as folder:
-        files: list[tuple[str, Path]] = []
+def _pictures(
+    uploads: list[UploadFile], settings: Settings
+) -> Iterator[list[Entry | RefusedEntry]]:
+    """Every uploaded file and zip entry to predict (hidden files left out), unread yet."""
+    reader = ZipReader(settings)
+    with ExitStack() as zips:
+        pictures: list[Entry | RefusedEntry] = []
         for upload in uploads:
+            name = upload.filename or "image"
             if not _is_zip(upload):
-                files.append((upload.filename or "image", Path(folder) / str(len(files))))
-                _copy_or_mark(upload.file, files[-1][1], settings)
+                pictures.append(Entry(name, (name,), _already_open(upload.file)))
                 continue
             try:
-                archive = zipfile.ZipFile(upload.file)
-            except zipfile.BadZipFile as exc:
-                raise InvalidInput("The zip file is damaged and cannot be opened.") from exc
-            for info in archive.infolist():
-                base = info.filename.rsplit("/", 1)[-1]
-                if info.is_dir() or not base or base.startswith(".") or "__MACOSX" in info.filename:
-                    continue
-                if len(files) >= MAX_BATCH:
-                    raise InvalidInput(f"At most {MAX_BATCH} pictures can be predicted at once.")
-                files.append((info.filename, Path(folder) / str(len(files))))
-                with archive.open(info) as member:
-                    _copy_or_mark(member, files[-1][1], settings)
-        if len(files) > MAX_BATCH:
+                entries = zips.enter_context(reader.entries(upload.file))
+            except Refused as exc:
+                raise InvalidInput(f"{name}: {exc.reason}") from exc
+            pictures += [e for e in entries if not _hidden(e)]
+        if len(pictures) > MAX_BATCH:
             raise InvalidInput(f"At most {MAX_BATCH} pictures can be predicted at once.")
-        yield files
+        yield pictures
 
 
-def _copy_or_mark(source: IO[bytes], target: Path, settings: Settings) -> None:
-    limit = settings.max_image_bytes
-    with target.open("wb") as out:
-        shutil.copyfileobj(_Limited(source, limit + 1), out)
-    if target.stat().st_size > limit:
-        target.write_bytes(b"")  # read_picture then refuses it as not a picture
+def _predict_one(
+    classifier: OnnxClassifier, entry: Entry | RefusedEntry, store: ImageStore, settings: Settings
+) -> PredictOut:
+    """Unpack one picture to the data dir's tmp, check it, classify it, remove it."""
+    if isinstance(entry, RefusedEntry):
+        raise Refused(entry.reason)
+    try:
+        with entry.open() as source, store.stage(source, settings.max_image_bytes) as staged:
+            read_picture(staged.path, settings.max_image_pixels)
+            return PredictOut(filename=entry.name, **classifier.predict([staged.path])[0])
+    except FileTooLarge as exc:
+        raise Refused(too_large(settings.max_image_bytes)) from exc
+    except NotAPicture as exc:
+        raise Refused(exc.reason) from exc
 
 
 def predict_uploads(
     model_path: Path, uploads: list[UploadFile], settings: Settings
 ) -> PredictOut | BatchPredictOut:
-    """One picture answers ``{label, probabilities}``; several (or a zip) answer a list."""
+    """One picture answers ``{label, probabilities}``; several (or a zip) answer a list.
+    Pictures are unpacked and classified one at a time, so the disk holds one at most."""
     classifier = classifier_for(model_path)
     single = len(uploads) == 1 and not _is_zip(uploads[0])
+    store = ImageStore(settings)
     results: list[PredictOut] = []
     rejected: list[dict[str, str]] = []
-    with _sources(uploads, settings) as files:
-        for name, path in files:
+    with _pictures(uploads, settings) as pictures:
+        for picture in pictures:
             try:
-                read_picture(path, settings.max_image_pixels)
-            except NotAPicture as exc:
+                results.append(_predict_one(classifier, picture, store, settings))
+            except Refused as exc:
                 if single:
                     raise InvalidInput(exc.reason) from exc
-                rejected.append({"filename": name, "reason": exc.reason})
-                continue
-            answer = classifier.predict([path])[0]
-            results.append(PredictOut(filename=name, **answer))
+                rejected.append({"filename": picture.name, "reason": exc.reason})
     if single:
         return results[0]
     return BatchPredictOut(results=results, rejected=rejected)

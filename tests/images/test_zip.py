@@ -11,6 +11,7 @@ import pytest
 
 from tests.conftest import hymenoptera_zip, make_zip
 from tests.images.conftest import distinct_pictures, picture
+from tests.zips import bad_crc, deflate64, encrypted, overlapping
 
 
 def placed(report: dict) -> dict[str, tuple[str | None, str | None]]:
@@ -156,21 +157,26 @@ def test_archives_inside_a_zip_are_not_unpacked(upload, assert_nothing_stored):
     assert_nothing_stored()
 
 
-def _encrypted_flag(data: bytes) -> bytes:
-    """Mark every entry as encrypted (Python cannot write real ZipCrypto)."""
-    patched = bytearray(data)
-    for signature, flag_offset in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
-        start = 0
-        while (at := patched.find(signature, start)) >= 0:
-            patched[at + flag_offset] |= 0x01
-            start = at + 4
-    return bytes(patched)
-
-
-def test_encrypted_entries_are_rejected(upload, assert_nothing_stored):
-    response = upload([("secret.zip", _encrypted_flag(make_zip({"a.jpg": picture()})))])
-    assert "password-protected" in reasons(response.json())["a.jpg"]
+@pytest.mark.parametrize(
+    ("hostile", "reason"),
+    [(encrypted, "password-protected"), (deflate64, "compression method"), (bad_crc, "damaged")],
+)
+def test_entries_that_cannot_be_unpacked_are_rejected(
+    upload, assert_nothing_stored, hostile, reason
+):
+    response = upload([("z.zip", hostile(make_zip({"a.jpg": picture()})))])
+    assert response.status_code == 200
+    assert reason in reasons(response.json())["a.jpg"]
     assert_nothing_stored()
+
+
+def test_entries_sharing_their_bytes_are_unpacked_once(upload, list_images, disk):
+    bomb = overlapping(picture(), copies=100)
+    report = upload([("bomb.zip", bomb)]).json()
+    assert [a["filename"] for a in report["accepted"]] == ["x.jpg"]
+    assert len(report["rejected"]) == 99
+    assert all("shares its compressed bytes" in r["reason"] for r in report["rejected"])
+    assert list_images()["total"] == 1 and disk.temporary == set()
 
 
 def test_a_corrupt_zip_is_rejected_and_the_rest_of_the_request_is_kept(upload, list_images, disk):
