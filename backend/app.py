@@ -24,6 +24,7 @@ from backend.images.router import router as images_router
 from backend.limits import BodySizeLimit
 from backend.pages.router import router as pages_router
 from backend.projects.router import router as projects_router
+from backend.ratelimit import RateLimiter
 from backend.runs.router import backbones_router
 from backend.runs.router import router as runs_router
 
@@ -50,6 +51,7 @@ def create_app() -> FastAPI:
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     app.add_middleware(SessionCookieRenewal)
     app.add_middleware(SecurityHeaders)  # outermost: the 413 above gets the headers too
+    app.state.limiter = RateLimiter(settings)
     install_error_handlers(app)
     install_api_docs(app)
 

@@ -41,6 +41,14 @@ class Settings(BaseSettings):
     invite_max_age_s: int = 7 * 24 * 3600
     reset_max_age_s: int = 24 * 3600
 
+    # Rate limits (`limits` notation, several windows separated by ';'). Counted in Redis
+    # (the broker's, or this URL) so that every API process counts the same attempts.
+    rate_limit_storage_url: str = ""
+    rate_limit_login: str = "20/minute;200/day"  # log-in and reset attempts per client address
+    rate_limit_login_account: str = "10/15 minutes"  # failed log-ins per email
+    rate_limit_signup: str = "10/hour"  # sign-ups per client address
+    rate_limit_tokens: str = "30/hour"  # API tokens made per account
+
     session_max_age_s: int = 14 * 24 * 3600
     password_hash_time_cost: int = 3
     password_hash_memory_kib: int = 65536

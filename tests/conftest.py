@@ -103,6 +103,9 @@ def settings_env(
     monkeypatch.setenv("AUTODL_SECRET_KEY", "test-secret-" + uuid.uuid4().hex)
     # Most tests sign up several users; tests/auth/test_accounts.py covers the other modes.
     monkeypatch.setenv("AUTODL_SIGNUP", "open")
+    # ... and log in often from one address; tests/auth/test_rate_limits.py sets its own.
+    for limit in ("LOGIN", "LOGIN_ACCOUNT", "SIGNUP", "TOKENS"):
+        monkeypatch.setenv(f"AUTODL_RATE_LIMIT_{limit}", "10000/minute")
     reset_caches()
     yield data_dir
     reset_caches()

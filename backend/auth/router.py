@@ -17,13 +17,22 @@ from backend.auth.schemas import (
 )
 from backend.auth.security import SESSION_COOKIE
 from backend.deps import CurrentUser, SessionDep, SettingsDep, bearer_token
+from backend.ratelimit import LimiterDep, client_address
 from backend.schemas import PathId
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
 
 
 @router.post("/signup", status_code=status.HTTP_201_CREATED, response_model=SignupOut)
-def signup(body: SignupIn, session: SessionDep, settings: SettingsDep, response: Response):
+def signup(
+    body: SignupIn,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    limiter: LimiterDep,
+    response: Response,
+):
+    limiter.hit(limiter.signup_ip, client_address(request))
     user = service.sign_up(session, body.email, body.password, body.invite)
     token = service.issue_session(session, user, name="signup")
     set_session_cookies(response, token, settings)
@@ -31,16 +40,39 @@ def signup(body: SignupIn, session: SessionDep, settings: SettingsDep, response:
 
 
 @router.post("/login", response_model=LoginOut)
-def login(body: Credentials, session: SessionDep, settings: SettingsDep, response: Response):
-    user = service.authenticate(session, body.email, body.password)
+def login(
+    body: Credentials,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    limiter: LimiterDep,
+    response: Response,
+):
+    """Attempts are limited per client address, failures per email (any email, so that a
+    429 tells nothing about which have accounts)."""
+    limiter.hit(limiter.login_ip, client_address(request))
+    limiter.check(limiter.login_account, body.email)
+    try:
+        user = service.authenticate(session, body.email, body.password)
+    except service.InvalidCredentials:
+        limiter.count(limiter.login_account, body.email)
+        raise
     token = service.issue_session(session, user, name="login")
     set_session_cookies(response, token, settings)
     return LoginOut(token=token, user=UserOut.model_validate(user))
 
 
 @router.post("/reset", response_model=LoginOut)
-def reset_password(body: ResetIn, session: SessionDep, settings: SettingsDep, response: Response):
+def reset_password(
+    body: ResetIn,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    limiter: LimiterDep,
+    response: Response,
+):
     """Choose a new password with an admin's reset link; signs you in."""
+    limiter.hit(limiter.login_ip, client_address(request))
     user = service.reset_password(session, body.token, body.password)
     token = service.issue_session(session, user, name="reset")
     set_session_cookies(response, token, settings)
@@ -74,8 +106,12 @@ def list_tokens(request: Request, user: CurrentUser, session: SessionDep) -> lis
 
 
 @router.post("/tokens", status_code=status.HTTP_201_CREATED, response_model=NewTokenOut)
-def create_token(body: TokenIn, user: CurrentUser, session: SessionDep) -> NewTokenOut:
+def create_token(
+    body: TokenIn, request: Request, user: CurrentUser, session: SessionDep, limiter: LimiterDep
+) -> NewTokenOut:
     """An API token for scripts; its value is shown in this answer only."""
+    limiter.hit(limiter.token_account, f"user:{user.id}")
+    limiter.hit(limiter.token_account, f"ip:{client_address(request)}")
     row, token = service.issue_api_token(session, user, body.name, body.expires_in_days)
     return NewTokenOut(**TokenOut.model_validate(row).model_dump(), token=token)
 

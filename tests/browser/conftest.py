@@ -49,7 +49,10 @@ def server(
     # Every test signs up a user of its own; test_security.py drives a server in the default
     # mode (first account is the admin, then invitations).
     with live_server(
-        root / "data", AUTODL_CACHE_DIR=str(shared_cache_dir), AUTODL_SIGNUP="open"
+        root / "data",
+        AUTODL_CACHE_DIR=str(shared_cache_dir),
+        AUTODL_SIGNUP="open",
+        AUTODL_RATE_LIMIT_SIGNUP="1000/hour",
     ) as (running, _):
         yield running
 
