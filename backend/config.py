@@ -33,6 +33,8 @@ class Settings(BaseSettings):
     max_zip_entries: int = 20_000
     max_zip_total_bytes: int = 8 * 1024**3
     max_zip_ratio: int = 100
+    max_request_pixels: int = 10_000_000_000  # decoded per upload or prediction request
+    quota_bytes: int = 0  # image bytes one user may store; 0 = no quota
 
     # open: anyone may sign up; invite: only with an admin's invite link; closed: nobody
     # (accounts come from `autodl user create`). Whatever the mode, the first account of a

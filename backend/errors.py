@@ -43,6 +43,11 @@ class InvalidInput(AppError):
     detail = "Invalid input."
 
 
+class InsufficientStorage(AppError):
+    status = 507
+    detail = "There is no room left for this upload."
+
+
 class PayloadTooLarge(AppError):
     status = 413
     detail = "The upload is larger than this server accepts."

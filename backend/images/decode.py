@@ -53,22 +53,45 @@ class Picture:
     thumbnail_jpeg: bytes
 
 
-def read_picture(path: Path, max_pixels: int) -> Picture:
+class PixelBudget:
+    """The pixels one request may still decode (``AUTODL_MAX_REQUEST_PIXELS``): an upload
+    or a prediction cannot keep the API's CPU busy decoding without end."""
+
+    def __init__(self, pixels: int) -> None:
+        self.pixels = pixels
+        self.left = pixels
+
+    def spend(self, size: tuple[int, int]) -> None:
+        width, height = size
+        if width * height > self.left:
+            raise NotAPicture(
+                f"Not decoded: the pictures of this request hold more than "
+                f"{self.pixels / 1e6:g} megapixels in total. Send them in smaller batches."
+            )
+        self.left -= width * height
+
+
+def read_picture(path: Path, max_pixels: int, budget: PixelBudget | None = None) -> Picture:
     """Verify ``path`` is a whole picture of an allowed format and make its thumbnail.
 
-    The size is checked from the header before any pixel is decoded; a decompression-bomb
-    warning from Pillow counts as an error; truncated files fail (LOAD_TRUNCATED_IMAGES
-    stays False). Width and height are after EXIF orientation.
+    The size is checked from the header before any pixel is decoded (against the per-picture
+    limit and the request's ``budget``); a decompression-bomb warning from Pillow counts as
+    an error; truncated files fail (LOAD_TRUNCATED_IMAGES stays False). Width and height are
+    after EXIF orientation. The full-size pixels are turned and shrunk in place, so a
+    picture costs about one copy of itself in memory, not four.
     """
     with warnings.catch_warnings():
         warnings.simplefilter("error", PILImage.DecompressionBombWarning)
         try:
             with PILImage.open(path, formats=ALLOWED_FORMATS) as image:
                 _check_pixels(image.size, max_pixels)
+                if budget is not None:
+                    budget.spend(image.size)
                 image.load()  # GIF and TIFF: the first frame
                 fmt = "JPEG" if image.format == "MPO" else str(image.format)
-                oriented = _oriented(image)
-                return Picture(fmt, oriented.width, oriented.height, _thumbnail(oriented))
+                _orient_in_place(image)
+                width, height = image.size
+                return Picture(fmt, width, height, _thumbnail(image))
         except (PILImage.DecompressionBombError, PILImage.DecompressionBombWarning) as exc:
             raise NotAPicture(_too_many_pixels_reason(max_pixels)) from exc
         except UnidentifiedImageError as exc:
@@ -99,17 +122,25 @@ def _looks_like_archive(path: Path) -> bool:
     return head.startswith(_ARCHIVE_MAGIC) or head[257:262] == b"ustar"
 
 
-def _oriented(image: PILImage.Image) -> PILImage.Image:
+def _orient_in_place(image: PILImage.Image) -> None:
     try:
-        return ImageOps.exif_transpose(image)
+        ImageOps.exif_transpose(image, in_place=True)
     except Exception:  # malformed EXIF must not cost the user the picture
         logger.warning("ignoring unreadable EXIF orientation", exc_info=True)
-        return image
+
+
+# Modes Pillow resamples as they are; others (palette, 16-bit, CMYK) become RGB first.
+_RESAMPLED_AS_IS = frozenset({"RGB", "RGBA", "L", "LA"})
 
 
 def _thumbnail(image: PILImage.Image) -> bytes:
-    small = _to_rgb(image.copy())
-    small.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX))
+    """A JPEG thumbnail; ``image`` is shrunk in place (its full-size pixels are let go)."""
+    if image.mode in _RESAMPLED_AS_IS:
+        image.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX))
+        small = _to_rgb(image)
+    else:
+        small = _to_rgb(image)
+        small.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX))
     out = io.BytesIO()
     small.save(out, "JPEG", quality=85)
     return out.getvalue()

@@ -32,8 +32,8 @@ from backend.archives import (
     too_large,
 )
 from backend.config import Settings
-from backend.errors import InvalidInput
-from backend.images.decode import NotAPicture, read_picture
+from backend.errors import InsufficientStorage, InvalidInput
+from backend.images.decode import NotAPicture, PixelBudget, read_picture
 from backend.images.models import SPLITS, Image
 from backend.projects.models import Label, Project, label_key
 from backend.projects.schemas import label_name
@@ -125,6 +125,7 @@ def ingest_files(
     """Add pictures and .zip files to ``project``; ``label``/``split`` apply where the folders
     of a zip entry or of a relative file name (``train/ants/x.jpg``) do not say otherwise."""
     run = _Ingest(session, settings, project)
+    run.check_quota()
     label, split = parse_label(label), parse_split(split)
     if label:
         run.label(label)  # a clash with an existing label's name is a 409 before any work
@@ -206,6 +207,25 @@ class _Ingest:
         self.accepted_sha: dict[str, int] = {}
         self.rejected_sha: dict[str, str] = {}
         self.zips = ZipReader(settings)
+        self.pixels = PixelBudget(settings.max_request_pixels)
+        self.stored_bytes = _stored_bytes(session, project.owner_id)
+
+    def check_quota(self) -> None:
+        """507 before reading anything when the owner's storage quota is used up."""
+        quota = self.settings.quota_bytes
+        if quota and self.stored_bytes >= quota:
+            raise InsufficientStorage(
+                f"Your storage quota is full: {_mb(self.stored_bytes)} of {_mb(quota)} used. "
+                "Delete images or projects you no longer need, or ask an admin for more room."
+            )
+
+    def _fits_quota(self, size: int) -> None:
+        quota = self.settings.quota_bytes
+        if quota and self.stored_bytes + size > quota:
+            raise Refused(
+                f"Not stored: it would take you over your storage quota of {_mb(quota)} "
+                f"({_mb(self.stored_bytes)} used)."
+            )
 
     def reject(self, shown: str, reason: str) -> None:
         self.report.rejected.append(Rejected(shown, reason))
@@ -300,8 +320,9 @@ class _Ingest:
         if existing is not None:
             self.report.duplicates.append(Duplicate(shown, existing))
             return
+        self._fits_quota(staged.size)
         try:
-            picture = read_picture(staged.path, self.settings.max_image_pixels)
+            picture = read_picture(staged.path, self.settings.max_image_pixels, self.pixels)
         except NotAPicture as exc:
             self.rejected_sha[staged.sha256] = exc.reason
             raise
@@ -327,6 +348,7 @@ class _Ingest:
             self.report.duplicates.append(Duplicate(shown, image_id))
             return
         self.accepted_sha[staged.sha256] = image_id
+        self.stored_bytes += staged.size
         self.report.accepted.append(Accepted(image_id, filename, label, split))
 
     def _existing_id(self, sha256: str) -> int | None:
@@ -338,6 +360,22 @@ class _Ingest:
         if name not in self.labels:
             self.labels[name] = ensure_label(self.session, self.project, name)
         return self.labels[name]
+
+
+def _stored_bytes(session: Session, owner_id: int) -> int:
+    """The bytes of every image in the owner's projects (what the quota counts)."""
+    return int(
+        session.scalar(
+            select(func.coalesce(func.sum(Image.size_bytes), 0))
+            .join(Project, Project.id == Image.project_id)
+            .where(Project.owner_id == owner_id)
+        )
+        or 0
+    )
+
+
+def _mb(size: int) -> str:
+    return f"{size / 1024**2:.1f} MB"
 
 
 def ensure_label(session: Session, project: Project, name: str) -> Label:

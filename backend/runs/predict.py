@@ -13,7 +13,7 @@ from fastapi import UploadFile
 from backend.archives import Entry, Refused, RefusedEntry, ZipReader, is_hidden, too_large
 from backend.config import Settings
 from backend.errors import InvalidInput
-from backend.images.decode import NotAPicture, read_picture
+from backend.images.decode import NotAPicture, PixelBudget, read_picture
 from backend.runs.schemas import BatchPredictOut, PredictOut
 from backend.storage import FileTooLarge, ImageStore
 
@@ -72,14 +72,18 @@ def _pictures(
 
 
 def _predict_one(
-    classifier: OnnxClassifier, entry: Entry | RefusedEntry, store: ImageStore, settings: Settings
+    classifier: OnnxClassifier,
+    entry: Entry | RefusedEntry,
+    store: ImageStore,
+    settings: Settings,
+    pixels: PixelBudget,
 ) -> PredictOut:
     """Unpack one picture to the data dir's tmp, check it, classify it, remove it."""
     if isinstance(entry, RefusedEntry):
         raise Refused(entry.reason)
     try:
         with entry.open() as source, store.stage(source, settings.max_image_bytes) as staged:
-            read_picture(staged.path, settings.max_image_pixels)
+            read_picture(staged.path, settings.max_image_pixels, pixels)
             return PredictOut(filename=entry.name, **classifier.predict([staged.path])[0])
     except FileTooLarge as exc:
         raise Refused(too_large(settings.max_image_bytes)) from exc
@@ -95,12 +99,13 @@ def predict_uploads(
     classifier = classifier_for(model_path)
     single = len(uploads) == 1 and not _is_zip(uploads[0])
     store = ImageStore(settings)
+    pixels = PixelBudget(settings.max_request_pixels)
     results: list[PredictOut] = []
     rejected: list[dict[str, str]] = []
     with _pictures(uploads, settings) as pictures:
         for picture in pictures:
             try:
-                results.append(_predict_one(classifier, picture, store, settings))
+                results.append(_predict_one(classifier, picture, store, settings, pixels))
             except Refused as exc:
                 if single:
                     raise InvalidInput(exc.reason) from exc

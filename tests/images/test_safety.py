@@ -111,10 +111,10 @@ def test_an_unexpected_failure_rejects_only_that_file(upload, monkeypatch, list_
     real = ingest.read_picture
     bad = picture(color=(1, 1, 1))
 
-    def flaky(path, max_pixels):
+    def flaky(path, max_pixels, budget=None):
         if path.read_bytes() == bad:
             raise RuntimeError("boom")
-        return real(path, max_pixels)
+        return real(path, max_pixels, budget)
 
     monkeypatch.setattr(ingest, "read_picture", flaky)
     response = upload([("bad.jpg", bad), ("good.jpg", picture(color=(2, 2, 2)))])
@@ -234,3 +234,34 @@ def test_uploads_spool_into_the_data_dir_not_the_system_tmp(client, settings_env
     response = client.post("/spool-probe", files={"file": ("big.bin", b"\0" * 3 * 1024**2)})
     assert response.status_code == 200, response.text
     assert response.json()["folder"] == str((settings_env / "tmp").resolve())
+
+
+def test_a_full_storage_quota_is_507_and_a_file_past_it_is_refused(
+    client, user, make_user, project, settings, monkeypatch, upload, list_images
+):
+    small, large = picture(size=(20, 20), color=(1, 2, 3)), picture(size=(300, 300))
+    first = upload([("small.png", small)])
+    assert len(first.json()["accepted"]) == 1
+    monkeypatch.setattr(settings, "quota_bytes", len(small) + len(large) // 2)
+    over = upload([("large.jpg", large)]).json()
+    assert over["accepted"] == []
+    assert "storage quota" in over["rejected"][0]["reason"]
+
+    monkeypatch.setattr(settings, "quota_bytes", len(small))
+    full = upload([("other.png", picture(size=(20, 20), color=(9, 9, 9)))])
+    assert full.status_code == 507
+    assert "quota is full" in full.json()["detail"]
+    assert list_images()["total"] == 1
+
+    someone = make_user()  # the quota is per user
+    theirs = client.post("/api/projects", json={"name": "P"}, headers=someone.headers).json()
+    assert upload([("x.png", small)], pid=theirs["id"], headers=someone.headers).status_code == 200
+
+
+def test_one_request_decodes_at_most_its_pixel_budget(upload, settings, monkeypatch):
+    monkeypatch.setattr(settings, "max_request_pixels", 2 * 40 * 30)
+    report = upload([(f"{i}.png", picture(color=(i, i, i))) for i in range(3)]).json()
+    assert len(report["accepted"]) == 2
+    (rejected,) = report["rejected"]
+    assert "megapixels in total" in rejected["reason"]
+    assert len(upload([("3.png", picture(color=(3, 3, 3)))]).json()["accepted"]) == 1
