@@ -13,7 +13,7 @@ from backend.auth.models import User
 from backend.auth.security import CSRF_HEADER, SESSION_COOKIE, csrf_matches
 from backend.auth.service import use_token
 from backend.config import Settings, get_settings
-from backend.db import get_sessionmaker
+from backend.db import session_scope
 from backend.errors import Forbidden, Unauthorized
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -21,15 +21,8 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 def get_session() -> Iterator[Session]:
     """One transaction per request: commit when the handler returns, roll back if it raises."""
-    session = get_sessionmaker()()
-    try:
+    with session_scope() as session:
         yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
