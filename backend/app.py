@@ -21,7 +21,7 @@ from backend.db import get_engine
 from backend.errors import install_error_handlers
 from backend.headers import SecurityHeaders
 from backend.images.router import router as images_router
-from backend.limits import BodySizeLimit
+from backend.limits import install_body_limit
 from backend.pages.router import router as pages_router
 from backend.projects.router import router as projects_router
 from backend.ratelimit import RateLimiter
@@ -48,7 +48,7 @@ def create_app() -> FastAPI:
     app = FastAPI(
         title="autodl", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None
     )
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    install_body_limit(app, settings.max_request_bytes)
     app.add_middleware(SessionCookieRenewal)
     app.add_middleware(SecurityHeaders)  # outermost: the 413 above gets the headers too
     app.state.limiter = RateLimiter(settings)

@@ -195,6 +195,7 @@ def test_a_request_over_the_size_limit_is_413(settings_env, monkeypatch):
             headers={**headers, "Content-Type": f"multipart/form-data; boundary={boundary}"},
         )
         assert response.status_code == 413
+        assert "too large" in response.json()["detail"]
 
         listing = client.get(url, headers=headers).json()
         assert listing["total"] == 0
