@@ -10,9 +10,12 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeAlias
+from typing import TYPE_CHECKING, TypeAlias
 
 from backend.config import get_settings
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 Register = Callable[[Subparsers], None]
@@ -367,17 +370,20 @@ def add_upload(commands: Subparsers) -> None:
 
 
 def cmd_upload(args: argparse.Namespace) -> int:
-    from backend.client import ApiClient, progress_bar
+    from tqdm import tqdm
+
+    from backend.client import ApiClient
 
     api = ApiClient.from_credentials()
     pid = api.project_id(args.project)
-    report = api.upload(
-        pid,
-        [Path(p) for p in args.paths],
-        label=args.label,
-        split=args.split,
-        on_batch=lambda done, total, _: progress_bar(done, total, prefix="uploading "),
-    )
+    with tqdm(desc="uploading", unit="file", file=sys.stderr) as bar:
+        report = api.upload(
+            pid,
+            [Path(p) for p in args.paths],
+            label=args.label,
+            split=args.split,
+            on_batch=lambda done, total, _: _advance(bar, done, total),
+        )
     print(
         f"autodl: {len(report['accepted'])} accepted, {len(report['duplicates'])} duplicates, "
         f"{len(report['rejected'])} rejected"
@@ -402,7 +408,9 @@ def add_train(commands: Subparsers) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     import json
 
-    from backend.client import ApiClient, progress_bar, wait_message
+    from tqdm import tqdm
+
+    from backend.client import ApiClient, wait_message
 
     api = ApiClient.from_credentials()
     pid = api.project_id(args.project)
@@ -413,10 +421,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"autodl: run {run['id']} queued ({run['mode']}, {run['backbone']})")
     if not args.wait:
         return 0
-    for event in api.events(run["id"]):
-        progress_bar(round(event["progress"] * 1000), 1000, prefix=f"{event['stage']:>11} ")
-        run = event
-    sys.stderr.write("\n")
+    with tqdm(
+        total=1.0, file=sys.stderr, bar_format="{desc:>11} {percentage:5.1f}%|{bar:30}|"
+    ) as bar:
+        for event in api.events(run["id"]):
+            bar.set_description_str(event["stage"], refresh=False)
+            _advance(bar, event["progress"], 1.0)
+            run = event
     print(f"autodl: {wait_message(run)}")
     if run["status"] != "succeeded":
         print(f"autodl: {run.get('error') or run['status']}", file=sys.stderr)
@@ -490,6 +501,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
         shown = ", ".join(f"{name} {p:.3f}" for name, p in top)
         print(f"{result['filename']}: {result['label']}  ({shown})")
     return 0
+
+
+def _advance(bar: tqdm[None], done: float, total: float) -> None:
+    """Show ``done`` of ``total`` (either may change between calls)."""
+    bar.total = total
+    bar.update(done - bar.n)
 
 
 def build_parser() -> argparse.ArgumentParser:

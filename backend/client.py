@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -12,6 +11,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import httpx
+from httpx_sse import SSEError, connect_sse
 
 UPLOAD_BATCH_FILES = 50
 UPLOAD_BATCH_BYTES = 64 * 1024**2
@@ -145,20 +145,9 @@ class ApiClient:
 
     def events(self, run_id: int) -> Iterator[dict[str, Any]]:
         """The run's Server-Sent Events until it ends."""
-        event = ""
         try:
-            with self.http.stream("GET", f"/api/runs/{run_id}/events", timeout=None) as stream:
-                if stream.status_code >= 400:
-                    stream.read()
-                    raise ClientError(f"{stream.status_code}: {_detail(stream)}")
-                for line in stream.iter_lines():
-                    if line.startswith("event: "):
-                        event = line.removeprefix("event: ")
-                    elif line.startswith("data: "):
-                        yield {"event": event, **json.loads(line.removeprefix("data: "))}
-                        if event == "end":
-                            return
-        except httpx.HTTPError as exc:
+            yield from run_events(self.http, run_id)
+        except (httpx.HTTPError, SSEError) as exc:
             raise ClientError(f"Lost the connection to the server: {exc}") from exc
 
     def download(self, run_id: int, fmt: str, dest: Path, wait_s: float = 300) -> Path:
@@ -196,6 +185,23 @@ class ApiClient:
         return results
 
 
+def run_events(
+    http: httpx.Client, run_id: int, timeout: float | None = None
+) -> Iterator[dict[str, Any]]:
+    """Each event of ``/api/runs/{run_id}/events`` as ``{"event": name, **payload}``, until
+    ``end``."""
+    with connect_sse(http, "GET", f"/api/runs/{run_id}/events", timeout=timeout) as source:
+        if source.response.status_code >= 400:
+            source.response.read()
+            raise ClientError(f"{source.response.status_code}: {_detail(source.response)}")
+        for event in source.iter_sse():
+            if not event.data:  # the retry hint
+                continue
+            yield {"event": event.event, **event.json()}
+            if event.event == "end":
+                return
+
+
 def _attachment_name(header: str) -> str:
     for part in header.split(";"):
         key, _, value = part.strip().partition("=")
@@ -229,14 +235,6 @@ def batches(files: list[tuple[str, Path]]) -> Iterator[list[tuple[str, Path]]]:
         size += file_size
     if batch:
         yield batch
-
-
-def progress_bar(done: int, total: int, width: int = 30, prefix: str = "") -> None:
-    filled = int(width * done / total) if total else width
-    sys.stderr.write(f"\r{prefix}[{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
-    if done >= total:
-        sys.stderr.write("\n")
-    sys.stderr.flush()
 
 
 def wait_message(run: dict[str, Any]) -> str:

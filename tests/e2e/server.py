@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -15,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+
+from backend.client import run_events
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -100,17 +101,7 @@ def live_server(
 
 def follow_events(client: httpx.Client, run_id: int, timeout: float = 300) -> list[dict]:
     """Read the run's Server-Sent Events until ``end``; returns every payload in order."""
-    payloads: list[dict] = []
-    event = ""
-    with client.stream("GET", f"/api/runs/{run_id}/events", timeout=timeout) as stream:
-        for line in stream.iter_lines():
-            if line.startswith("event: "):
-                event = line.removeprefix("event: ")
-            elif line.startswith("data: "):
-                payloads.append({"event": event, **json.loads(line.removeprefix("data: "))})
-                if event == "end":
-                    break
-    return payloads
+    return list(run_events(client, run_id, timeout))
 
 
 def signup(client: httpx.Client) -> str:
