@@ -289,12 +289,9 @@ def cmd_import(args: argparse.Namespace) -> int:
             select(Project).where(Project.owner_id == owner.id, Project.name == args.project)
         ) or projects.create_project(session, owner, args.project)
         report = ingest_directory(session, settings, project, folder)
-    print(
-        f"autodl: {len(report.accepted)} accepted, {len(report.duplicates)} duplicates, "
-        f"{len(report.rejected)} rejected into project {args.project!r}"
-    )
-    for item in report.rejected:
-        print(f"  rejected {item.filename}: {item.reason}")
+    rejected = [(item.filename, item.reason) for item in report.rejected]
+    where = f" into project {args.project!r}"
+    _print_report(len(report.accepted), len(report.duplicates), rejected, where)
     return 0
 
 
@@ -384,12 +381,8 @@ def cmd_upload(args: argparse.Namespace) -> int:
             split=args.split,
             on_batch=lambda done, total, _: _advance(bar, done, total),
         )
-    print(
-        f"autodl: {len(report['accepted'])} accepted, {len(report['duplicates'])} duplicates, "
-        f"{len(report['rejected'])} rejected"
-    )
-    for item in report["rejected"]:
-        print(f"  rejected {item['filename']}: {item['reason']}")
+    rejected = [(item["filename"], item["reason"]) for item in report["rejected"]]
+    _print_report(len(report["accepted"]), len(report["duplicates"]), rejected)
     return 0
 
 
@@ -501,6 +494,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
         shown = ", ".join(f"{name} {p:.3f}" for name, p in top)
         print(f"{result['filename']}: {result['label']}  ({shown})")
     return 0
+
+
+def _print_report(
+    accepted: int, duplicates: int, rejected: list[tuple[str, str]], where: str = ""
+) -> None:
+    print(f"autodl: {accepted} accepted, {duplicates} duplicates, {len(rejected)} rejected{where}")
+    for filename, reason in rejected:
+        print(f"  rejected {filename}: {reason}")
 
 
 def _advance(bar: tqdm[None], done: float, total: float) -> None:
