@@ -1,0 +1,774 @@
+"""The data doctor: what is wrong with a project's images and labels, measured.
+
+Pure functions over embeddings (``worker/ml/features.embed_images``), picture signatures
+(``worker/ml/signatures``) and the image rows' labels, splits and sizes:
+
+- near duplicates (embedding cosine proposes, perceptual hashes and ORB geometry confirm),
+  within a label, across labels and across splits (leakage);
+- likely label errors: cleanlab's confident learning on out-of-fold probabilities of a
+  cross-validated logistic regression on the embeddings;
+- domain fit: that same cross-validated accuracy against chance, and kNN agreement;
+- class balance, thin labels, the unlabelled backlog, small pictures, grayscale/colour
+  mix, outliers far from every label;
+- what to label next (uncertainty times distance to what is labelled) and how many
+  labels per class the next run needs (a learning curve).
+
+Nothing here knows about HTTP or the database: :func:`examine` takes plain arrays.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+from cleanlab.filter import find_label_issues
+from cleanlab.rank import get_label_quality_scores
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold, cross_val_predict
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from worker.ml.signatures import Signature, hash_distance, hash_matrix, matching_points
+
+Severity = Literal["error", "warning", "info"]
+
+# Logistic regression on standardized embeddings; strong regularization suits the few
+# hundred images per label this app is for (docs/benchmarks.md, "Data doctor").
+LOGREG_C = 0.01
+MAX_FOLDS = 5
+NEIGHBOURS = 10
+# Near duplicates: a picture's nearest neighbour (centred cosine) is a candidate from
+# CANDIDATE_COSINE up, its next two from SECOND_CANDIDATE_COSINE up, and any pair whose
+# perceptual hashes are within CANDIDATE_HASH_BITS. A candidate is confirmed by
+# MIN_INLIERS geometrically consistent ORB matches, or by hashes within SAME_HASH_BITS.
+CANDIDATE_COSINE = 0.35
+SECOND_CANDIDATE_COSINE = 0.6
+CANDIDATE_HASH_BITS = 8
+SAME_HASH_BITS = 4
+MIN_INLIERS = 25
+EXACT_COSINE = 0.9995
+# Other findings.
+IMBALANCE_RATIO = 3.0
+FEW_IMAGES = 10
+MIN_PER_LABEL = 20
+SMALL_FRACTION = 0.5  # of the backbone's input side
+OUTLIER_Z = 3.5
+OUTLIER_MIN_LABELLED = 30
+MAX_OUTLIERS = 20
+DIVERSE_PICKS = 200
+GOOD_LIFT = 0.75
+FAIR_LIFT = 0.4
+MARGINAL_GAIN = 0.01  # a doubling of the labels that gains less than this is not needed
+MAX_EXAMPLES = 12
+
+
+@dataclass(frozen=True)
+class Picture:
+    """What the doctor knows of an image besides its pixels."""
+
+    image_id: int
+    label: str | None
+    split: str | None
+    width: int
+    height: int
+
+
+@dataclass
+class Finding:
+    kind: str
+    severity: Severity
+    count: int
+    message: str
+    why: str
+    image_ids: list[int] = field(default_factory=list)
+    fixes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class DuplicateGroup:
+    image_ids: list[int]
+    kind: Literal["exact", "near"]
+    across_splits: bool
+    across_labels: bool
+    labels: list[str | None]
+    splits: list[str | None]
+
+
+@dataclass
+class LabelIssue:
+    image_id: int
+    given_label: str
+    suggested_label: str
+    score: float  # how likely the given label is wrong: 1 - its out-of-fold probability
+    confidence: float  # out-of-fold probability of the suggested label
+
+
+@dataclass
+class Suggestion:
+    image_id: int
+    suggested_label: str
+    confidence: float
+
+
+@dataclass
+class Examination:
+    findings: list[Finding]
+    label_issues: list[LabelIssue]
+    duplicates: list[DuplicateGroup]
+    domain_fit: dict[str, Any]
+    suggestions: list[Suggestion]
+    labels_needed: dict[str, Any]
+    estimate: dict[str, Any]
+    stats: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class NotExaminable(ValueError):
+    """The images and labels given cannot be examined; the message says why."""
+
+
+# ---------------------------------------------------------------- geometry of embeddings
+
+
+def centred_unit(X: np.ndarray) -> np.ndarray:
+    """Rows centred on their mean and scaled to unit length (cosine = dot product).
+
+    Pooled CNN features are non-negative, so raw cosines of unrelated photos sit high;
+    centring spreads them out (docs/benchmarks.md)."""
+    Z = np.asarray(X, dtype=np.float32) - np.asarray(X, dtype=np.float32).mean(axis=0)
+    norms = np.linalg.norm(Z, axis=1, keepdims=True)
+    return Z / np.maximum(norms, 1e-12)
+
+
+def nearest_neighbours(
+    Z: np.ndarray, k: int, among: np.ndarray | None = None, block: int = 1024
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` most similar rows of ``Z[among]`` for every row of ``Z`` (itself excluded):
+    indices into ``Z`` and cosines, best first."""
+    pool = np.arange(len(Z)) if among is None else np.asarray(among)
+    k = min(k, len(pool) - 1)
+    index = np.zeros((len(Z), k), dtype=np.int64)
+    sims = np.zeros((len(Z), k), dtype=np.float32)
+    if k <= 0:
+        return index[:, :0], sims[:, :0]
+    candidates = Z[pool]
+    for start in range(0, len(Z), block):
+        rows = np.arange(start, min(start + block, len(Z)))
+        S = Z[rows] @ candidates.T
+        S[pool[None, :] == rows[:, None]] = -np.inf  # never one's own neighbour
+        top = np.argpartition(-S, k - 1, axis=1)[:, :k]
+        top_sims = np.take_along_axis(S, top, axis=1)
+        order = np.argsort(-top_sims, axis=1)
+        index[rows] = pool[np.take_along_axis(top, order, axis=1)]
+        sims[rows] = np.take_along_axis(top_sims, order, axis=1)
+    return index, sims
+
+
+# ---------------------------------------------------------------- near duplicates
+
+
+def candidate_pairs(
+    nbr_index: np.ndarray, nbr_sims: np.ndarray, signatures: Sequence[Signature]
+) -> set[tuple[int, int]]:
+    """Pairs worth a geometric check: close in embedding space or in perceptual hash."""
+    pairs: set[tuple[int, int]] = set()
+    for i in range(len(nbr_index)):
+        for rank, (j, sim) in enumerate(zip(nbr_index[i, :3], nbr_sims[i, :3], strict=True)):
+            limit = CANDIDATE_COSINE if rank == 0 else SECOND_CANDIDATE_COSINE
+            if sim >= limit:
+                pairs.add((min(i, int(j)), max(i, int(j))))
+    plain, mirror = hash_matrix(signatures)
+    for i in range(len(plain) - 1):
+        rest = slice(i + 1, None)
+        bits = np.minimum(
+            np.bitwise_count(plain[rest] ^ plain[i]), np.bitwise_count(mirror[rest] ^ plain[i])
+        )
+        for j in np.flatnonzero(bits <= CANDIDATE_HASH_BITS):
+            pairs.add((i, i + 1 + int(j)))
+    return pairs
+
+
+def is_same_photo(a: Signature, b: Signature, cosine: float) -> bool:
+    """Do two pictures show the same photo (resized, recompressed, cropped or flipped)?"""
+    if hash_distance(a, b) <= SAME_HASH_BITS and cosine >= CANDIDATE_COSINE:
+        return True
+    return matching_points(a, b) >= MIN_INLIERS
+
+
+def near_duplicate_groups(
+    Z: np.ndarray, raw: np.ndarray, signatures: Sequence[Signature]
+) -> list[tuple[list[int], bool]]:
+    """Groups of row indices that show one photo, each with whether all are exact copies
+    (same pixels in other bytes). ``Z`` is :func:`centred_unit` of ``raw``."""
+    n = len(Z)
+    if n < 2:
+        return []
+    nbr_index, nbr_sims = nearest_neighbours(Z, 3)
+    confirmed: list[tuple[int, int]] = []
+    exact: set[tuple[int, int]] = set()
+    unit = raw / np.maximum(np.linalg.norm(raw, axis=1, keepdims=True), 1e-12)
+    for i, j in sorted(candidate_pairs(nbr_index, nbr_sims, signatures)):
+        cosine = float(Z[i] @ Z[j])
+        if is_same_photo(signatures[i], signatures[j], cosine):
+            confirmed.append((i, j))
+            if float(unit[i] @ unit[j]) >= EXACT_COSINE and (
+                hash_distance(signatures[i], signatures[j]) == 0
+            ):
+                exact.add((i, j))
+    if not confirmed:
+        return []
+    rows, cols = zip(*confirmed, strict=True)
+    graph = coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(n, n))
+    _, component = connected_components(graph, directed=False)
+    members: dict[int, list[int]] = {}
+    for i in sorted({i for pair in confirmed for i in pair}):
+        members.setdefault(int(component[i]), []).append(i)
+    groups = []
+    for group in members.values():
+        inside = [(i, j) for i, j in confirmed if i in group]
+        groups.append((group, all(pair in exact for pair in inside)))
+    return groups
+
+
+# ---------------------------------------------------------------- labels
+
+
+def fold_count(y: np.ndarray) -> int:
+    """Stratified folds the smallest class allows (at most MAX_FOLDS; 0 when under 2)."""
+    smallest = int(np.bincount(y).min())
+    return min(MAX_FOLDS, smallest) if smallest >= 2 else 0
+
+
+def _logreg() -> Any:
+    return make_pipeline(StandardScaler(), LogisticRegression(C=LOGREG_C, max_iter=2000))
+
+
+def out_of_fold_probabilities(X: np.ndarray, y: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Class probabilities of every row from a model that never saw it (stratified CV)."""
+    folds = fold_count(y)
+    if folds < 2:
+        raise NotExaminable("every label needs at least 2 images for cross-validation")
+    cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return np.asarray(cross_val_predict(_logreg(), X, y, cv=cv, method="predict_proba"))
+
+
+def rank_label_issues(y: np.ndarray, proba: np.ndarray) -> list[int]:
+    """Rows cleanlab flags as likely mislabelled, most likely first."""
+    flagged = np.flatnonzero(find_label_issues(labels=y, pred_probs=proba))
+    quality = get_label_quality_scores(labels=y, pred_probs=proba)
+    return [int(i) for i in flagged[np.argsort(quality[flagged], kind="stable")]]
+
+
+def balanced_accuracy(y: np.ndarray, predicted: np.ndarray, n_classes: int) -> float:
+    recalls = [float(np.mean(predicted[y == c] == c)) for c in range(n_classes) if (y == c).any()]
+    return float(np.mean(recalls))
+
+
+def knn_agreement(Z: np.ndarray, y: np.ndarray, k: int = NEIGHBOURS) -> float:
+    """Leave-one-out accuracy of a k-nearest-neighbour vote (cosine) on the labels."""
+    index, _ = nearest_neighbours(Z, k)
+    if index.shape[1] == 0:
+        return float("nan")
+    votes = np.zeros((len(y), int(y.max()) + 1))
+    for column in index.T:
+        votes[np.arange(len(y)), y[column]] += 1
+    return float(np.mean(votes.argmax(axis=1) == y))
+
+
+def judge_domain_fit(
+    y: np.ndarray, proba: np.ndarray, Z: np.ndarray, classes: Sequence[str]
+) -> dict[str, Any]:
+    """How well the backbone's features separate these labels, in plain words."""
+    n_classes = len(classes)
+    predicted = proba.argmax(axis=1)
+    accuracy = float(np.mean(predicted == y))
+    balanced = balanced_accuracy(y, predicted, n_classes)
+    counts = np.bincount(y, minlength=n_classes)
+    chance = float(counts.max() / counts.sum())
+    knn = knn_agreement(Z, y)
+    lift = (balanced - 1 / n_classes) / (1 - 1 / n_classes)
+    per_label = int(np.median(counts))
+    advice: list[str] = []
+    if lift >= GOOD_LIFT:
+        verdict = "good"
+        message = (
+            f"The backbone's features separate your labels well: cross-validated accuracy "
+            f"{accuracy:.1%} against {chance:.1%} by always answering the largest label."
+        )
+        advice.append("A quick (linear) run should do well; fine-tuning may add a little.")
+    else:
+        verdict = "fair" if lift >= FAIR_LIFT else "poor"
+        if verdict == "fair":
+            message = (
+                f"The backbone's features separate your labels only partly: cross-validated "
+                f"accuracy {accuracy:.1%} against {chance:.1%} by chance."
+            )
+        else:
+            message = (
+                f"The backbone's features barely separate your labels: cross-validated "
+                f"accuracy {accuracy:.1%} against {chance:.1%} by chance. These pictures may "
+                "be unlike the everyday photos it learned from (scans, spectrograms, "
+                "microscopy...)."
+            )
+        if per_label < 100:
+            advice.append(f"Label more images: the median label has {per_label}.")
+        advice.append(
+            "Fine-tune the network (it adapts the features to your pictures; a GPU helps)."
+        )
+        advice.append("Try another backbone, e.g. a larger one from the zoo.")
+        advice.append("Check the likely label errors below: wrong labels lower this score too.")
+    return {
+        "verdict": verdict,
+        "message": message,
+        "advice": advice,
+        "cv_accuracy": accuracy,
+        "cv_balanced_accuracy": balanced,
+        "chance_accuracy": chance,
+        "knn_agreement": knn,
+        "lift_over_chance": float(lift),
+        "n_labelled": len(y),
+        "n_labels": n_classes,
+    }
+
+
+@dataclass
+class LearningCurve:
+    """Accuracy measured on a quarter, a half and all of the labels, and what it implies."""
+
+    points: list[dict[str, float]]
+    # Images per label at which doubling the labels would gain under MARGINAL_GAIN of
+    # accuracy (a power law fitted to the error); None when it could not be measured.
+    need: int | None = None
+    plateau: bool = False  # accuracy did not grow with more labels
+
+
+def learning_curve(
+    X: np.ndarray, y: np.ndarray, full_accuracy: float, seed: int = 0
+) -> LearningCurve:
+    """How accuracy grows with the number of labels, and where more stop paying."""
+    counts = np.bincount(y)
+    rng = np.random.default_rng(seed)
+    points = []
+    for fraction in (0.25, 0.5):
+        take = np.concatenate(
+            [
+                rng.choice(np.flatnonzero(y == c), max(2, round(n * fraction)), replace=False)
+                for c, n in enumerate(counts)
+            ]
+        )
+        if fold_count(y[take]) < 2 or len(take) >= len(y):
+            continue
+        proba = out_of_fold_probabilities(X[take], y[take], seed)
+        accuracy = float(np.mean(proba.argmax(axis=1) == y[take]))
+        points.append({"per_label": float(np.mean(np.bincount(y[take]))), "accuracy": accuracy})
+    points.append({"per_label": float(counts.mean()), "accuracy": full_accuracy})
+    if len(points) < 3:
+        return LearningCurve(points)
+    n = np.log([p["per_label"] for p in points])
+    error = np.log([max(1 - p["accuracy"], 1e-3) for p in points])
+    slope, intercept = np.polyfit(n, error, 1)
+    b = -slope
+    if b <= 0.05:
+        return LearningCurve(points, int(counts.max()), plateau=True)
+    a = math.exp(intercept)
+    need = (a * (1 - 2 ** (-b)) / MARGINAL_GAIN) ** (1 / b)
+    return LearningCurve(points, int(min(max(need, counts.min()), 50 * counts.max())))
+
+
+def labels_needed(counts: dict[str, int], curve: LearningCurve) -> dict[str, Any]:
+    """How many labelled images each label should have for the next run."""
+    target = max(MIN_PER_LABEL, curve.need or 0)
+    per_label = {
+        name: {"have": have, "need": max(target, have), "add": max(0, target - have)}
+        for name, have in counts.items()
+    }
+    measured = ", ".join(f"{p['accuracy']:.0%} at {p['per_label']:.0f}" for p in curve.points)
+    if curve.need is None:
+        basis = f"at least {MIN_PER_LABEL} per label, enough to measure accuracy"
+    elif curve.plateau:
+        basis = (
+            f"accuracy no longer grows with more labels ({measured} per label), so this "
+            "only evens out the labels"
+        )
+    else:
+        basis = f"estimated from how accuracy grew with more labels ({measured} per label)"
+    missing = {name: v["add"] for name, v in per_label.items() if v["add"]}
+    if missing:
+        listed = ", ".join(f"{n} more of “{name}”" for name, n in missing.items())
+        message = f"For the next run, label about {target} images per label: {listed} ({basis})."
+    else:
+        message = f"Every label has enough images for the next run ({basis})."
+    return {
+        "per_label": target,
+        "labels": per_label,
+        "curve": curve.points,
+        "plateau": curve.plateau,
+        "message": message,
+    }
+
+
+def suggestion_order(
+    proba: np.ndarray, Z_unlabelled: np.ndarray, Z_labelled: np.ndarray
+) -> list[int]:
+    """Unlabelled rows, most useful to label first: the first DIVERSE_PICKS greedily by
+    uncertainty (1 - margin between the two likeliest labels) times distance to every
+    labelled or already picked image; the rest by uncertainty."""
+    top2 = np.sort(proba, axis=1)[:, -2:]
+    uncertainty = 1.0 - (top2[:, 1] - top2[:, 0])
+    if len(Z_labelled):
+        closest = np.full(len(Z_unlabelled), -1.0, dtype=np.float32)
+        for start in range(0, len(Z_labelled), 2048):
+            sims = Z_unlabelled @ Z_labelled[start : start + 2048].T
+            closest = np.maximum(closest, sims.max(axis=1))
+    else:
+        closest = np.full(len(Z_unlabelled), -1.0, dtype=np.float32)
+    distance = (1.0 - closest) / 2.0
+    picked: list[int] = []
+    free = np.ones(len(proba), dtype=bool)
+    for _ in range(min(DIVERSE_PICKS, len(proba))):
+        score = np.where(free, uncertainty * distance, -np.inf)
+        best = int(np.argmax(score))
+        picked.append(best)
+        free[best] = False
+        distance = np.minimum(distance, (1.0 - Z_unlabelled @ Z_unlabelled[best]) / 2.0)
+    rest = np.flatnonzero(free)
+    return picked + [int(i) for i in rest[np.argsort(-uncertainty[rest], kind="stable")]]
+
+
+# ---------------------------------------------------------------- the whole examination
+
+
+def _ids(pictures: Sequence[Picture], rows: Sequence[int]) -> list[int]:
+    return [pictures[i].image_id for i in rows]
+
+
+def _label_findings(counts: dict[str, int], unlabelled: int) -> list[Finding]:
+    findings = []
+    sizes = [n for n in counts.values() if n > 0]
+    if len(sizes) >= 2 and max(sizes) / min(sizes) >= IMBALANCE_RATIO:
+        big = max(counts, key=lambda k: counts[k])
+        small = min((k for k in counts if counts[k]), key=lambda k: counts[k])
+        ratio = counts[big] / counts[small]
+        findings.append(
+            Finding(
+                "class_imbalance",
+                "warning" if ratio < 10 else "error",
+                len(counts),
+                f"“{big}” has {ratio:.0f} times as many images as “{small}” "
+                f"({counts[big]} against {counts[small]}).",
+                "A model trained on lopsided labels leans towards the big one; accuracy then "
+                "looks better than the small label's recall is. Training weights the labels, "
+                "but more images of the small labels help most.",
+                fixes=["label_more"],
+            )
+        )
+    few = {name: n for name, n in counts.items() if n < FEW_IMAGES}
+    if few:
+        listed = ", ".join(f"“{name}” ({n})" for name, n in few.items())
+        findings.append(
+            Finding(
+                "few_images",
+                "error" if min(few.values()) < 2 else "warning",
+                len(few),
+                f"Labels with fewer than {FEW_IMAGES} images: {listed}.",
+                "With a handful of examples a label's accuracy cannot be measured and the "
+                "model may not learn it; a label needs 2 images just to be trained.",
+                fixes=["label_more"],
+            )
+        )
+    if unlabelled:
+        findings.append(
+            Finding(
+                "unlabelled",
+                "info",
+                unlabelled,
+                f"{unlabelled} images have no label yet; they are not used for training.",
+                "Labelling them adds training data; the suggestions below say which to "
+                "label first and what the current model thinks they are.",
+                fixes=["accept_suggestions"],
+            )
+        )
+    return findings
+
+
+def _picture_findings(
+    pictures: Sequence[Picture], signatures: Sequence[Signature | None], input_size: int
+) -> list[Finding]:
+    findings = []
+    limit = int(input_size * SMALL_FRACTION)
+    small = [i for i, p in enumerate(pictures) if min(p.width, p.height) < limit]
+    if small:
+        findings.append(
+            Finding(
+                "small_images",
+                "warning",
+                len(small),
+                f"{len(small)} images are smaller than {limit} px on their short side "
+                f"(the backbone looks at {input_size} px).",
+                "They are enlarged before the network sees them, so fine detail is missing; "
+                "the model may do worse on them than on the others.",
+                _ids(pictures, small[:MAX_EXAMPLES]),
+                fixes=["delete"],
+            )
+        )
+    known = [(i, s) for i, s in enumerate(signatures) if s is not None]
+    gray = [i for i, s in known if s.is_grayscale]
+    colour = [i for i, s in known if not s.is_grayscale]
+    if gray and colour:
+        minority = gray if len(gray) <= len(colour) else colour
+        kind = "grayscale" if minority is gray else "colour"
+        findings.append(
+            Finding(
+                "grayscale_mix",
+                "warning",
+                len(minority),
+                f"{len(gray)} images are grayscale and {len(colour)} in colour; the "
+                f"{len(minority)} {kind} ones are the exception.",
+                "If one label's pictures are mostly grayscale, the model can learn “no "
+                "colour” instead of the subject, and fail on colour pictures of it.",
+                _ids(pictures, minority[:MAX_EXAMPLES]),
+                fixes=["delete"],
+            )
+        )
+    unreadable = [i for i, s in enumerate(signatures) if s is None]
+    if unreadable:
+        findings.append(
+            Finding(
+                "unreadable",
+                "warning",
+                len(unreadable),
+                f"{len(unreadable)} images could not be read for the checks.",
+                "They were left out of this report.",
+                _ids(pictures, unreadable[:MAX_EXAMPLES]),
+                fixes=["delete"],
+            )
+        )
+    return findings
+
+
+def _duplicate_findings(groups: Sequence[DuplicateGroup]) -> list[Finding]:
+    findings = []
+    leaking = [g for g in groups if g.across_splits]
+    if leaking:
+        copies = sum(len(g.image_ids) - 1 for g in leaking)
+        findings.append(
+            Finding(
+                "leakage",
+                "error",
+                len(leaking),
+                f"{len(leaking)} photos appear in more than one split ({copies} copies): "
+                "the model is checked on pictures it was trained on.",
+                "Validation accuracy is then inflated: it measures memory, not how the "
+                "model does on new pictures. Move each copy into its original's split, or "
+                "keep one and delete the rest.",
+                [i for g in leaking for i in g.image_ids][: MAX_EXAMPLES * 2],
+                fixes=["move_copies", "keep_one"],
+            )
+        )
+    conflicting = [g for g in groups if g.across_labels]
+    if conflicting:
+        findings.append(
+            Finding(
+                "conflicting_labels",
+                "error",
+                len(conflicting),
+                f"{len(conflicting)} photos carry different labels on their copies.",
+                "The same picture cannot be two things; one of the labels is wrong, and "
+                "training on both teaches the model nothing.",
+                [i for g in conflicting for i in g.image_ids][: MAX_EXAMPLES * 2],
+                fixes=["relabel", "keep_one"],
+            )
+        )
+    redundant = [g for g in groups if not g.across_splits and not g.across_labels]
+    if redundant:
+        copies = sum(len(g.image_ids) - 1 for g in redundant)
+        findings.append(
+            Finding(
+                "duplicates",
+                "info",
+                len(redundant),
+                f"{len(redundant)} photos have {copies} near-identical copies in the same "
+                "label and split.",
+                "Copies add no information and weigh those photos more than the others; "
+                "keeping one of each is usually better.",
+                [i for g in redundant for i in g.image_ids][: MAX_EXAMPLES * 2],
+                fixes=["keep_one"],
+            )
+        )
+    return findings
+
+
+def examine(
+    pictures: Sequence[Picture],
+    embeddings: np.ndarray,
+    signatures: Sequence[Signature | None],
+    input_size: int,
+    seed: int = 0,
+) -> Examination:
+    """The data doctor's report for one project.
+
+    ``embeddings`` has one row per picture (NaN rows: not readable); ``signatures`` one
+    entry per picture (None: not readable). Raises NotExaminable when fewer than two
+    labels have two readable images each.
+    """
+    X_all = np.asarray(embeddings, dtype=np.float64)
+    if len(pictures) == 0:
+        raise NotExaminable("There are no images to examine.")
+    readable = [
+        i
+        for i in range(len(pictures))
+        if signatures[i] is not None and not np.isnan(X_all[i]).any()
+    ]
+    labelled_counts = Counter(p.label for p in pictures if p.label is not None)
+    usable = Counter(str(pictures[i].label) for i in readable if pictures[i].label is not None)
+    classes = sorted(name for name, n in usable.items() if n >= 2)
+    if len(classes) < 2:
+        raise NotExaminable(
+            "The doctor compares labels with each other, so it needs at least 2 labels with "
+            "2 or more images each."
+        )
+    X = X_all[readable]
+    Z = centred_unit(X)
+    sigs = [s for s in (signatures[i] for i in readable) if s is not None]
+    pics = [pictures[i] for i in readable]
+
+    groups = []
+    for rows, exact in near_duplicate_groups(Z, X, sigs):
+        labels = [pics[i].label for i in rows]
+        splits = [pics[i].split for i in rows]
+        groups.append(
+            DuplicateGroup(
+                image_ids=_ids(pics, rows),
+                kind="exact" if exact else "near",
+                across_splits=len({s for s in splits if s}) > 1,
+                across_labels=len({lab for lab in labels if lab}) > 1,
+                labels=labels,
+                splits=splits,
+            )
+        )
+
+    class_index = {name: c for c, name in enumerate(classes)}
+    train_rows = np.array([i for i, p in enumerate(pics) if p.label in class_index])
+    y = np.array([class_index[pics[i].label] for i in train_rows])  # type: ignore[index]
+    proba = out_of_fold_probabilities(X[train_rows], y, seed)
+    issues = [
+        LabelIssue(
+            image_id=pics[train_rows[r]].image_id,
+            given_label=classes[y[r]],
+            suggested_label=classes[int(np.argmax(proba[r]))],
+            score=float(1.0 - proba[r, y[r]]),
+            confidence=float(proba[r].max()),
+        )
+        for r in rank_label_issues(y, proba)
+    ]
+    fit = judge_domain_fit(y, proba, Z[train_rows], classes)
+
+    unlabelled_rows = np.array([i for i, p in enumerate(pics) if p.label is None], dtype=int)
+    suggestions: list[Suggestion] = []
+    if len(unlabelled_rows):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            model = _logreg().fit(X[train_rows], y)
+        p_unlabelled = model.predict_proba(X[unlabelled_rows])
+        for r in suggestion_order(p_unlabelled, Z[unlabelled_rows], Z[train_rows]):
+            suggestions.append(
+                Suggestion(
+                    image_id=pics[unlabelled_rows[r]].image_id,
+                    suggested_label=classes[int(np.argmax(p_unlabelled[r]))],
+                    confidence=float(p_unlabelled[r].max()),
+                )
+            )
+
+    findings = _duplicate_findings(groups)
+    if issues:
+        findings.append(
+            Finding(
+                "label_errors",
+                "warning",
+                len(issues),
+                f"{len(issues)} images look mislabelled: the model trained without them is "
+                "confident they belong to another label.",
+                "Wrong labels teach the model wrong answers and make its measured accuracy "
+                "lower (or, in validation, wrong). Review them one by one.",
+                [i.image_id for i in issues[:MAX_EXAMPLES]],
+                fixes=["review"],
+            )
+        )
+    fit_severity: dict[str, Severity] = {"good": "info", "fair": "warning", "poor": "error"}
+    findings.append(
+        Finding(
+            "domain_fit",
+            fit_severity[fit["verdict"]],
+            len(y),
+            fit["message"],
+            "Transfer learning reuses features learned on everyday photos; how well they "
+            "separate your labels decides what a quick run can reach. " + " ".join(fit["advice"]),
+        )
+    )
+    outliers = _outliers(Z, train_rows, y)
+    if outliers:
+        findings.append(
+            Finding(
+                "outliers",
+                "info",
+                len(outliers),
+                f"{len(outliers)} images are far from every label's other images.",
+                "They may be off-topic, corrupted or mislabelled pictures; or rare views the "
+                "model needs more examples of.",
+                _ids(pics, outliers[:MAX_EXAMPLES]),
+                fixes=["delete", "relabel"],
+            )
+        )
+    findings += _label_findings(dict(labelled_counts), sum(p.label is None for p in pictures))
+    findings += _picture_findings(pictures, signatures, input_size)
+    order = {"error": 0, "warning": 1, "info": 2}
+    findings.sort(key=lambda f: order[f.severity])
+
+    curve = learning_curve(X[train_rows], y, fit["cv_accuracy"], seed)
+    return Examination(
+        findings=findings,
+        label_issues=issues,
+        duplicates=groups,
+        domain_fit=fit,
+        suggestions=suggestions,
+        labels_needed=labels_needed(dict(labelled_counts), curve),
+        estimate={
+            "accuracy": fit["cv_accuracy"],
+            "balanced_accuracy": fit["cv_balanced_accuracy"],
+            "n_labelled": len(y),
+        },
+        stats={
+            "images": len(pictures),
+            "examined": len(pics),
+            "labelled": sum(labelled_counts.values()),
+            "unlabelled": sum(p.label is None for p in pictures),
+            "labels": dict(labelled_counts),
+        },
+    )
+
+
+def _outliers(Z: np.ndarray, train_rows: np.ndarray, y: np.ndarray) -> list[int]:
+    """Rows far from every label's centroid (robust z-score below -OUTLIER_Z)."""
+    if len(train_rows) < OUTLIER_MIN_LABELLED:
+        return []
+    centroids = np.stack([Z[train_rows[y == c]].mean(axis=0) for c in range(int(y.max()) + 1)])
+    centroids /= np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-12)
+    closeness = (Z @ centroids.T).max(axis=1)
+    reference = closeness[train_rows]
+    median = float(np.median(reference))
+    spread = 1.4826 * float(np.median(np.abs(reference - median))) or 1e-6
+    z = (closeness - median) / spread
+    rows = np.flatnonzero(z < -OUTLIER_Z)
+    return [int(i) for i in rows[np.argsort(z[rows])][:MAX_OUTLIERS]]

@@ -1,0 +1,209 @@
+"""Picture signatures for near-duplicate detection, cached per image hash.
+
+A signature is what the data doctor needs from a picture besides its embedding: a
+perceptual hash of the picture and of its mirror image (``imagehash``), how colourful it
+is, and ORB keypoints of both orientations (OpenCV) for geometric verification. Two
+pictures are the same photo (resized, recompressed, cropped or flipped) when enough ORB
+matches agree on one similarity transform; different photos of one subject do not
+(docs/benchmarks.md: 81 or more inliers for planted copies, at most 13 between the 398
+distinct hymenoptera photos).
+
+Signatures are computed from the stored 256 px thumbnails and cached like embeddings:
+one ``.npz`` per SHA-256 under ``cache_dir/signatures/<version>/``.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import imagehash
+import numpy as np
+from PIL import Image, ImageOps
+
+from backend.storage import atomic_path
+
+log = logging.getLogger(__name__)
+
+SIGNATURE_VERSION = "v1"
+SIDE_PX = 256
+ORB_FEATURES = 300
+# Mean spread between the strongest and weakest colour channel (0-255) under which a
+# picture counts as grayscale: JPEG chroma noise stays below it, faded colour does not.
+GRAY_SPREAD = 4.0
+RATIO_TEST = 0.8
+RANSAC_PX = 4.0
+MIN_MATCHES = 8
+
+
+@dataclass(frozen=True)
+class Signature:
+    """Hashes, colourfulness and ORB features of one picture."""
+
+    phash: np.ndarray  # 8 bytes: the 64-bit perceptual hash, packed
+    phash_mirror: np.ndarray  # the same of the left-right mirror image
+    colour_spread: float
+    points: np.ndarray  # (K, 2) float32 keypoint positions
+    descriptors: np.ndarray  # (K, 32) uint8 ORB descriptors
+    points_mirror: np.ndarray
+    descriptors_mirror: np.ndarray
+
+    @property
+    def is_grayscale(self) -> bool:
+        return self.colour_spread < GRAY_SPREAD
+
+
+def _orb(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    orb = cv2.ORB_create(nfeatures=ORB_FEATURES, fastThreshold=10)  # type: ignore[attr-defined]
+    keypoints, descriptors = orb.detectAndCompute(gray, None)
+    if descriptors is None or not keypoints:
+        return np.zeros((0, 2), np.float32), np.zeros((0, 32), np.uint8)
+    points = np.array([k.pt for k in keypoints], dtype=np.float32)
+    return points, np.asarray(descriptors, np.uint8)
+
+
+def _packed(hash_: imagehash.ImageHash) -> np.ndarray:
+    return np.packbits(np.asarray(hash_.hash, dtype=bool).ravel())
+
+
+def picture_signature(path: str | Path) -> Signature:
+    """The signature of one picture file (any size; it is reduced to 256 px first)."""
+    with Image.open(path) as opened:
+        image = ImageOps.exif_transpose(opened).convert("RGB")
+    image.thumbnail((SIDE_PX, SIDE_PX))
+    mirror = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    small = np.asarray(image.resize((64, 64)), dtype=np.int16)
+    spread = float((small.max(axis=2) - small.min(axis=2)).mean())
+    gray = np.asarray(image.convert("L"))
+    points, descriptors = _orb(gray)
+    points_mirror, descriptors_mirror = _orb(np.ascontiguousarray(gray[:, ::-1]))
+    return Signature(
+        phash=_packed(imagehash.phash(image)),
+        phash_mirror=_packed(imagehash.phash(mirror)),
+        colour_spread=spread,
+        points=points,
+        descriptors=descriptors,
+        points_mirror=points_mirror,
+        descriptors_mirror=descriptors_mirror,
+    )
+
+
+class SignatureCache:
+    """One ``<sha256>.npz`` per picture, two-level fan-out, written whole or not at all."""
+
+    def __init__(self, cache_dir: Path) -> None:
+        self.dir = Path(cache_dir) / "signatures" / SIGNATURE_VERSION
+
+    def _path(self, sha: str) -> Path:
+        return self.dir / sha[:2] / f"{sha}.npz"
+
+    def get(self, sha: str) -> Signature | None:
+        try:
+            with np.load(self._path(sha)) as data:
+                return Signature(
+                    phash=data["phash"],
+                    phash_mirror=data["phash_mirror"],
+                    colour_spread=float(data["colour_spread"]),
+                    points=data["points"],
+                    descriptors=data["descriptors"],
+                    points_mirror=data["points_mirror"],
+                    descriptors_mirror=data["descriptors_mirror"],
+                )
+        except (FileNotFoundError, ValueError, OSError, KeyError):
+            return None  # absent, or damaged: recompute and overwrite
+
+    def put(self, sha: str, signature: Signature) -> None:
+        buffer = io.BytesIO()
+        np.savez(
+            buffer,
+            phash=signature.phash,
+            phash_mirror=signature.phash_mirror,
+            colour_spread=np.float32(signature.colour_spread),
+            points=signature.points,
+            descriptors=signature.descriptors,
+            points_mirror=signature.points_mirror,
+            descriptors_mirror=signature.descriptors_mirror,
+        )
+        with atomic_path(self._path(sha)) as tmp:
+            tmp.write_bytes(buffer.getvalue())
+
+
+def _signature_or_none(path: str | Path) -> Signature | None:
+    try:
+        return picture_signature(path)
+    except Exception as exc:  # an unreadable picture is left out, not fatal
+        log.warning("cannot read picture %s: %s", path, exc)
+        return None
+
+
+def picture_signatures(
+    items: Sequence[tuple[str, str | Path]], cache_dir: Path, threads: int | None = None
+) -> tuple[list[Signature | None], int]:
+    """Signatures of ``items`` ((sha256, path) pairs) in order, and how many were computed.
+
+    Cached ones are read; the others are computed in a thread pool (PIL and OpenCV
+    release the GIL) and cached. An unreadable picture gives None.
+    """
+    cache = SignatureCache(cache_dir)
+    found: dict[str, Signature | None] = {}
+    todo: dict[str, str | Path] = {}
+    for sha, path in items:
+        if sha in found or sha in todo:
+            continue
+        cached = cache.get(sha)
+        if cached is None:
+            todo[sha] = path
+        else:
+            found[sha] = cached
+    if todo:
+        with ThreadPoolExecutor(max_workers=threads or os.cpu_count() or 1) as pool:
+            computed = pool.map(_signature_or_none, todo.values())
+            for sha, signature in zip(todo, computed, strict=True):
+                found[sha] = signature
+                if signature is not None:
+                    cache.put(sha, signature)
+    return [found[sha] for sha, _ in items], len(todo)
+
+
+def hash_distance(a: Signature, b: Signature) -> int:
+    """Bits that differ between two perceptual hashes, the mirror image allowed."""
+    plain = int(np.unpackbits(a.phash ^ b.phash).sum())
+    mirrored = int(np.unpackbits(a.phash ^ b.phash_mirror).sum())
+    return min(plain, mirrored)
+
+
+def hash_matrix(signatures: Sequence[Signature]) -> tuple[np.ndarray, np.ndarray]:
+    """Hashes as uint64 columns (plain, mirror) for all-pairs distances."""
+    plain = np.array([s.phash.view(">u8")[0] for s in signatures], dtype=np.uint64)
+    mirror = np.array([s.phash_mirror.view(">u8")[0] for s in signatures], dtype=np.uint64)
+    return plain, mirror
+
+
+def matching_points(a: Signature, b: Signature) -> int:
+    """ORB matches of ``a`` and ``b`` that one similarity transform explains (RANSAC
+    inliers), the better of ``b`` as it is and mirrored."""
+    matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
+    best = 0
+    if len(a.descriptors) < MIN_MATCHES:
+        return 0
+    for points, descriptors in ((b.points, b.descriptors), (b.points_mirror, b.descriptors_mirror)):
+        if len(descriptors) < MIN_MATCHES:
+            continue
+        pairs = matcher.knnMatch(a.descriptors, descriptors, k=2)
+        good = [p[0] for p in pairs if len(p) == 2 and p[0].distance < RATIO_TEST * p[1].distance]
+        if len(good) < MIN_MATCHES:
+            continue
+        source = a.points[[m.queryIdx for m in good]]
+        target = points[[m.trainIdx for m in good]]
+        transform, mask = cv2.estimateAffinePartial2D(
+            source, target, method=cv2.RANSAC, ransacReprojThreshold=RANSAC_PX
+        )
+        if transform is not None and mask is not None:
+            best = max(best, int(mask.sum()))
+    return best
