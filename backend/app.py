@@ -20,6 +20,7 @@ from backend.config import get_settings
 from backend.db import get_engine
 from backend.errors import install_error_handlers
 from backend.headers import SecurityHeaders
+from backend.health.router import router as health_router
 from backend.images.router import router as images_router
 from backend.limits import install_body_limit
 from backend.pages.router import router as pages_router
@@ -75,6 +76,7 @@ def create_app() -> FastAPI:
         admin_router,
         projects_router,
         images_router,
+        health_router,
         runs_router,
         backbones_router,
         pages_router,

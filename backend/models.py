@@ -1,6 +1,7 @@
 """Every table, imported in one place for Alembic and the worker."""
 
 from backend.auth.models import AccountLink, ApiToken, User
+from backend.health.models import HealthReport, ImageEdit
 from backend.images.models import Image
 from backend.projects.models import Label, Project
 from backend.runs.models import Artifact, Prediction, Run
@@ -9,7 +10,9 @@ __all__ = [
     "AccountLink",
     "ApiToken",
     "Artifact",
+    "HealthReport",
     "Image",
+    "ImageEdit",
     "Label",
     "Prediction",
     "Project",

@@ -12,6 +12,7 @@ from backend.config import Settings, get_settings
 TRAIN_TASK = "autodl.train_run"
 PING_TASK = "autodl.ping"
 RECOVER_TASK = "autodl.recover_runs"
+HEALTH_TASK = "autodl.examine_project"
 # A broker that is down should fail a request in seconds, not hang it.
 PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}
 
@@ -64,6 +65,18 @@ def enqueue_run(run_id: int, mode: str) -> None:
         args=[run_id],
         queue=queue_for_mode(mode),
         ignore_result=True,  # the run row carries the outcome, not Celery's result backend
+        retry=True,
+        retry_policy=PUBLISH_RETRY,
+    )
+
+
+def enqueue_health(project_id: int, generation: int) -> None:
+    """The data doctor's check of a project (a linear probe's worth of CPU work)."""
+    celery_client().send_task(
+        HEALTH_TASK,
+        args=[project_id, generation],
+        queue="cpu",
+        ignore_result=True,  # the health_report row carries the outcome
         retry=True,
         retry_policy=PUBLISH_RETRY,
     )

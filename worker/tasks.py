@@ -7,8 +7,12 @@ import threading
 
 from celery.signals import worker_ready
 
-from backend.queue import PING_TASK, RECOVER_TASK, TRAIN_TASK
+from backend.db import session_scope
+from backend.health.service import request_check_if_examinable
+from backend.queue import HEALTH_TASK, PING_TASK, RECOVER_TASK, TRAIN_TASK
+from backend.runs.models import Run
 from worker.celery_app import app
+from worker.health import examine_project
 from worker.pipeline import execute_run, recover_abandoned_runs, resend_queued_runs
 
 log = logging.getLogger(__name__)
@@ -17,7 +21,26 @@ SWEEP_EVERY_S = 30.0
 
 @app.task(name=TRAIN_TASK, acks_late=True, reject_on_worker_lost=True)
 def train_run(run_id: int) -> str:
-    return execute_run(run_id)
+    outcome = execute_run(run_id)
+    if outcome == "succeeded":
+        refresh_health_after_run(run_id)
+    return outcome
+
+
+def refresh_health_after_run(run_id: int) -> None:
+    """A run may have split images and cached another backbone's embeddings: re-examine."""
+    try:
+        with session_scope() as session:
+            run = session.get(Run, run_id)
+            if run is not None:
+                request_check_if_examinable(session, run.project_id)
+    except Exception:  # the run stands; the report refreshes at the next upload or request
+        log.exception("could not request the health check after run %s", run_id)
+
+
+@app.task(name=HEALTH_TASK, acks_late=True, reject_on_worker_lost=True)
+def examine_project_task(project_id: int, generation: int) -> str:
+    return examine_project(project_id, generation)
 
 
 @app.task(name=PING_TASK)

@@ -6,6 +6,7 @@ from fastapi import APIRouter, File, Form, Query, Response, UploadFile, status
 from fastapi.responses import FileResponse
 
 from backend.deps import SessionDep, SettingsDep
+from backend.health.service import request_check_if_examinable
 from backend.images import service
 from backend.images.decode import CONTENT_TYPES
 from backend.images.deps import ImageDep
@@ -45,6 +46,8 @@ def upload_images(
 ) -> IngestOut:
     sources = [UploadSource(upload.filename or "upload", upload.file) for upload in files]
     report = ingest_files(session, settings, project, sources, label=label, split=split)
+    if report.accepted:
+        request_check_if_examinable(session, project.id)
     return IngestOut.model_validate(report)
 
 
