@@ -19,6 +19,7 @@ from backend.auth.router import router as auth_router
 from backend.config import get_settings
 from backend.db import get_engine
 from backend.errors import install_error_handlers
+from backend.explanations.router import router as explanations_router
 from backend.headers import SecurityHeaders
 from backend.health.router import router as health_router
 from backend.images.router import router as images_router
@@ -77,6 +78,7 @@ def create_app() -> FastAPI:
         projects_router,
         images_router,
         health_router,
+        explanations_router,
         runs_router,
         backbones_router,
         pages_router,

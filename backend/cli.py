@@ -454,6 +454,76 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 @command()
+def add_health(commands: Subparsers) -> None:
+    health = commands.add_parser(
+        "health", help="the data doctor's report: duplicates, leakage, label errors, fit"
+    )
+    health.add_argument("project")
+    health.add_argument("--check", action="store_true", help="compute a fresh report first")
+    health.add_argument("--wait", action="store_true", help="wait until the report is ready")
+    health.add_argument("--json", action="store_true", help="print the report as JSON")
+    health.set_defaults(func=cmd_health)
+
+
+def cmd_health(args: argparse.Namespace) -> int:
+    import json
+
+    from backend.client import ApiClient
+
+    api = ApiClient.from_credentials()
+    pid = api.project_id(args.project)
+    report = api.health(pid, check=args.check)
+    if args.wait and report["status"] == "computing":
+
+        def show(progress: dict) -> None:
+            sys.stderr.write(f"\rautodl: {progress['message']}\033[K")
+
+        report = api.wait_health(pid, on_progress=show)
+        sys.stderr.write("\n")
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print_health(report)
+    return 1 if report["status"] == "failed" else 0
+
+
+def print_health(report: dict) -> None:
+    """The report in a terminal: findings first, then the detail lists, briefly."""
+    if report["status"] != "ready" or not report["current"]:
+        print(f"autodl: {report['status']}: {report['message']}")
+    if report["computed_at"] is None:
+        return
+    print(f"Health of the project ({report['backbone']}, computed {report['computed_at']}):")
+    marks = {"error": "!!", "warning": "! ", "info": "  "}
+    for finding in report["findings"]:
+        print(f"{marks[finding['severity']]} {finding['kind']:<18} {finding['message']}")
+    fit = report["domain_fit"] or {}
+    for advice in fit.get("advice", []):
+        print(f"   advice: {advice}")
+    if report["effect"]:
+        print(report["effect"]["message"])
+    issues = report["label_issues"]
+    if issues:
+        print(f"Likely label errors ({len(issues)}; image id, given -> suggested, score):")
+        for issue in issues[:10]:
+            print(
+                f"  {issue['image_id']:>7}  {issue['given_label']} -> "
+                f"{issue['suggested_label']}  {issue['score']:.2f}"
+            )
+    leaks = [d for d in report["duplicates"] if d["across_splits"]]
+    for group in leaks[:10]:
+        pairs = zip(group["image_ids"], group["splits"], strict=True)
+        where = ", ".join(f"{i} ({split})" for i, split in pairs)
+        print(f"  leakage: {where}")
+    if report["suggestions"]:
+        print(f"{len(report['suggestions'])} suggestions for unlabelled images, first:")
+        for s in report["suggestions"][:5]:
+            print(f"  {s['image_id']:>7}  {s['suggested_label']}  {s['confidence']:.0%}")
+    if report["labels_needed"]:
+        print(report["labels_needed"]["message"])
+
+
+@command()
 def add_download(commands: Subparsers) -> None:
     download = commands.add_parser("download", help="download a run's model")
     download.add_argument("run", type=int)

@@ -171,6 +171,26 @@ class ApiClient:
             tmp.replace(target)
         return target
 
+    def health(self, project_id: int, check: bool = False) -> dict[str, Any]:
+        """The data doctor's report; ``check`` starts a fresh computation first."""
+        method = "POST" if check else "GET"
+        return dict(self.json(method, f"/api/projects/{project_id}/health"))
+
+    def wait_health(
+        self,
+        project_id: int,
+        on_progress: Callable[[dict[str, Any]], None] | None = None,
+        poll_s: float = 1.0,
+    ) -> dict[str, Any]:
+        """Poll the report until it is no longer being computed."""
+        while True:
+            report = self.health(project_id)
+            if report["status"] != "computing":
+                return report
+            if on_progress:
+                on_progress(report)
+            time.sleep(poll_s)
+
     def predict(self, run_id: int, images: list[Path]) -> list[dict[str, Any]]:
         results = []
         for path in images:

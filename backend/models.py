@@ -1,6 +1,7 @@
 """Every table, imported in one place for Alembic and the worker."""
 
 from backend.auth.models import AccountLink, ApiToken, User
+from backend.explanations.models import Explanation
 from backend.health.models import HealthReport, ImageEdit
 from backend.images.models import Image
 from backend.projects.models import Label, Project
@@ -10,6 +11,7 @@ __all__ = [
     "AccountLink",
     "ApiToken",
     "Artifact",
+    "Explanation",
     "HealthReport",
     "Image",
     "ImageEdit",

@@ -13,6 +13,7 @@ TRAIN_TASK = "autodl.train_run"
 PING_TASK = "autodl.ping"
 RECOVER_TASK = "autodl.recover_runs"
 HEALTH_TASK = "autodl.examine_project"
+EXPLAIN_TASK = "autodl.explain_image"
 # A broker that is down should fail a request in seconds, not hang it.
 PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}
 
@@ -77,6 +78,18 @@ def enqueue_health(project_id: int, generation: int) -> None:
         args=[project_id, generation],
         queue="cpu",
         ignore_result=True,  # the health_report row carries the outcome
+        retry=True,
+        retry_policy=PUBLISH_RETRY,
+    )
+
+
+def enqueue_explanation(run_id: int, image_id: int) -> None:
+    """A Grad-CAM heatmap: one forward and backward pass, on any worker."""
+    celery_client().send_task(
+        EXPLAIN_TASK,
+        args=[run_id, image_id],
+        queue="cpu",
+        ignore_result=True,  # the explanation row carries the outcome
         retry=True,
         retry_policy=PUBLISH_RETRY,
     )

@@ -9,9 +9,10 @@ from celery.signals import worker_ready
 
 from backend.db import session_scope
 from backend.health.service import request_check_if_examinable
-from backend.queue import HEALTH_TASK, PING_TASK, RECOVER_TASK, TRAIN_TASK
+from backend.queue import EXPLAIN_TASK, HEALTH_TASK, PING_TASK, RECOVER_TASK, TRAIN_TASK
 from backend.runs.models import Run
 from worker.celery_app import app
+from worker.explain import explain_image
 from worker.health import examine_project
 from worker.pipeline import execute_run, recover_abandoned_runs, resend_queued_runs
 
@@ -41,6 +42,11 @@ def refresh_health_after_run(run_id: int) -> None:
 @app.task(name=HEALTH_TASK, acks_late=True, reject_on_worker_lost=True)
 def examine_project_task(project_id: int, generation: int) -> str:
     return examine_project(project_id, generation)
+
+
+@app.task(name=EXPLAIN_TASK, acks_late=True, reject_on_worker_lost=True)
+def explain_image_task(run_id: int, image_id: int) -> str:
+    return explain_image(run_id, image_id)
 
 
 @app.task(name=PING_TASK)

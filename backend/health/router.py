@@ -28,8 +28,8 @@ def fix_images(body: FixIn, project: ProjectDep, session: SessionDep) -> FixOut:
 
 
 @router.post("/fixes/{eid}/undo", response_model=UndoOut)
-def undo_fix(eid: int, project: ProjectDep, session: SessionDep) -> UndoOut:
-    return service.undo_edit(session, project, eid)
+def undo_fix(eid: int, project: ProjectDep, session: SessionDep, recheck: bool = True) -> UndoOut:
+    return service.undo_edit(session, project, eid, recheck=recheck)
 
 
 @router.post("/suggestions/accept", response_model=FixOut)

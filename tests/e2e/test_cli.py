@@ -43,9 +43,23 @@ def test_cli_upload_train_download_predict(
         assert login.returncode == 0, login.stderr
         assert json.loads((tmp_path / "client.json").read_text())["url"] == server.url
 
+        empty = run_autodl("health", "Empty", env=env)
+        assert empty.returncode == 1 and "no images yet" in empty.stderr
+
         upload = run_autodl("upload", "Bugs", str(folder), env=env)
         assert upload.returncode == 0, upload.stderr
         assert "32 accepted, 0 duplicates, 0 rejected" in upload.stdout
+
+        # The upload queued the data doctor's check; wait for it like a script would.
+        health = run_autodl("health", "Bugs", "--wait", "--json", env=env)
+        assert health.returncode == 0, health.stderr
+        report = json.loads(health.stdout)
+        assert report["status"] == "ready" and report["stats"]["images"] == 32
+        assert report["domain_fit"]["verdict"] in ("good", "fair", "poor")
+        shown = run_autodl("health", "Bugs", "--check", "--wait", env=env)
+        assert shown.returncode == 0, shown.stderr
+        assert "Health of the project (tf_efficientnet_lite0" in shown.stdout
+        assert "domain_fit" in shown.stdout and "For the next run" in shown.stdout
 
         projects = run_autodl("projects", env=env)
         assert "Bugs" in projects.stdout and "32" in projects.stdout

@@ -30,19 +30,24 @@ from cleanlab.filter import find_label_issues
 from cleanlab.rank import get_label_quality_scores
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
+from sklearn.decomposition import PCA
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
-from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
 
 from worker.ml.signatures import Signature, hash_distance, hash_matrix, matching_points
 
 Severity = Literal["error", "warning", "info"]
 
-# Logistic regression on standardized embeddings; strong regularization suits the few
+# Logistic regression on standardized embeddings (projected on their first
+# FEATURE_COMPONENTS principal axes: an orthogonal projection keeps the L2 penalty's
+# meaning and makes each fit several times faster); strong regularization suits the few
 # hundred images per label this app is for (docs/benchmarks.md, "Data doctor").
 LOGREG_C = 0.01
+LOGREG_TOL = 1e-3
+FEATURE_COMPONENTS = 256
 MAX_FOLDS = 5
 NEIGHBOURS = 10
 # Near duplicates: a picture's nearest neighbour (centred cosine) is a candidate from
@@ -249,8 +254,18 @@ def fold_count(y: np.ndarray) -> int:
     return min(MAX_FOLDS, smallest) if smallest >= 2 else 0
 
 
-def _logreg() -> Any:
-    return make_pipeline(StandardScaler(), LogisticRegression(C=LOGREG_C, max_iter=2000))
+def _logreg() -> LogisticRegression:
+    return LogisticRegression(C=LOGREG_C, tol=LOGREG_TOL, max_iter=2000)
+
+
+def classifier_features(X: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Standardized embeddings on their first principal axes (float32), for the probes."""
+    Z = StandardScaler().fit_transform(np.asarray(X, dtype=np.float32))
+    components = min(FEATURE_COMPONENTS, Z.shape[0] - 1, Z.shape[1])
+    if components < Z.shape[1]:
+        pca = PCA(components, svd_solver="randomized", random_state=seed)
+        Z = pca.fit_transform(Z)
+    return np.asarray(Z, dtype=np.float32)
 
 
 def out_of_fold_probabilities(X: np.ndarray, y: np.ndarray, seed: int = 0) -> np.ndarray:
@@ -623,7 +638,20 @@ def examine(
     entry per picture (None: not readable). Raises NotExaminable when fewer than two
     labels have two readable images each.
     """
-    X_all = np.asarray(embeddings, dtype=np.float64)
+    # One BLAS thread: on a shared 2-core machine OpenBLAS's two threads made one logistic
+    # regression ten times slower, not faster (docs/benchmarks.md).
+    with threadpool_limits(1):
+        return _examine(pictures, embeddings, signatures, input_size, seed)
+
+
+def _examine(
+    pictures: Sequence[Picture],
+    embeddings: np.ndarray,
+    signatures: Sequence[Signature | None],
+    input_size: int,
+    seed: int,
+) -> Examination:
+    X_all = np.asarray(embeddings, dtype=np.float32)
     if len(pictures) == 0:
         raise NotExaminable("There are no images to examine.")
     readable = [
@@ -641,6 +669,7 @@ def examine(
         )
     X = X_all[readable]
     Z = centred_unit(X)
+    F = classifier_features(X, seed)
     sigs = [s for s in (signatures[i] for i in readable) if s is not None]
     pics = [pictures[i] for i in readable]
 
@@ -662,7 +691,7 @@ def examine(
     class_index = {name: c for c, name in enumerate(classes)}
     train_rows = np.array([i for i, p in enumerate(pics) if p.label in class_index])
     y = np.array([class_index[pics[i].label] for i in train_rows])  # type: ignore[index]
-    proba = out_of_fold_probabilities(X[train_rows], y, seed)
+    proba = out_of_fold_probabilities(F[train_rows], y, seed)
     issues = [
         LabelIssue(
             image_id=pics[train_rows[r]].image_id,
@@ -680,8 +709,8 @@ def examine(
     if len(unlabelled_rows):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
-            model = _logreg().fit(X[train_rows], y)
-        p_unlabelled = model.predict_proba(X[unlabelled_rows])
+            model = _logreg().fit(F[train_rows], y)
+        p_unlabelled = model.predict_proba(F[unlabelled_rows])
         for r in suggestion_order(p_unlabelled, Z[unlabelled_rows], Z[train_rows]):
             suggestions.append(
                 Suggestion(
@@ -736,7 +765,7 @@ def examine(
     order = {"error": 0, "warning": 1, "info": 2}
     findings.sort(key=lambda f: order[f.severity])
 
-    curve = learning_curve(X[train_rows], y, fit["cv_accuracy"], seed)
+    curve = learning_curve(F[train_rows], y, fit["cv_accuracy"], seed)
     return Examination(
         findings=findings,
         label_issues=issues,

@@ -30,6 +30,8 @@ from PIL import Image, ImageOps
 from backend.storage import atomic_path
 
 log = logging.getLogger(__name__)
+# The thread pool below gives each picture a core; OpenCV's own threads would only contend.
+cv2.setNumThreads(1)
 
 SIGNATURE_VERSION = "v1"
 SIDE_PX = 256

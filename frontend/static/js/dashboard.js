@@ -5,6 +5,8 @@ import { api } from "./api.js";
 import { confusionHeatmap, lineChart, loadPlotly } from "./charts.js";
 import { h, icon, replace } from "./dom.js";
 import { bytes, duration, MODE_NAMES, percent, plural } from "./format.js";
+import { predictionFixes } from "./fixes.js";
+import { heatmapToggle } from "./heatmap.js";
 import { RunsTable } from "./runs.js";
 import { tryModelCard } from "./trymodel.js";
 
@@ -117,7 +119,7 @@ function matrixTable(matrix, openCell) {
             onclick: () => openCell(trueName, matrix.labels[j]) }, String(n))))))))));
 }
 
-function predictionTile(item, { showTrue = true } = {}) {
+function predictionTile(item, { showTrue = true, extra = null } = {}) {
   const wrong = !item.correct;
   const img = item.image_id
     ? h("a", { href: `/api/images/${item.image_id}/file`, target: "_blank", rel: "noopener", class: "pred-img",
@@ -129,7 +131,8 @@ function predictionTile(item, { showTrue = true } = {}) {
       showTrue ? h("div", { class: "pred-true" }, h("span", { class: "muted" }, "True "), h("strong", {}, item.true_label)) : null,
       h("div", { class: "pred-guess" }, h("span", { class: "muted" }, "Predicted "), h("strong", {}, item.predicted_label),
         h("span", { class: "pred-conf" }, ` ${percent(item.confidence, 0)}`)),
-      h("div", { class: "pred-file muted small", title: item.filename }, item.filename)));
+      h("div", { class: "pred-file muted small", title: item.filename }, item.filename)),
+    extra ? extra(item, img) : null);
 }
 
 const ARTIFACT_WORDS = {
@@ -180,13 +183,17 @@ export async function renderDashboard(container, run, { plotlyUrl, cellDialog })
   ]);
   const split = evalSplit(predictions, metrics);
   const held = predictions.items.filter((item) => item.split === split);
+  // Where the model looked (a heatmap overlay), and fix where found: relabel, move or
+  // delete the image from its tile (with Undo).
+  const extra = (item, frame) => h("div", { class: "pred-tools" },
+    heatmapToggle(run.id, item, frame), predictionFixes(item, { projectId: run.project_id }));
 
   const openCell = (trueName, predicted) => {
     const items = held.filter((item) => item.true_label === trueName && item.predicted_label === predicted);
     replace(document.getElementById("cell-title"),
       `${plural(items.length, "image")} of “${trueName}” predicted as “${predicted}”`);
     replace(document.getElementById("cell-images"), items.length
-      ? items.map((item) => predictionTile(item, { showTrue: false }))
+      ? items.map((item) => predictionTile(item, { showTrue: false, extra }))
       : h("li", { class: "muted" }, "No images in this cell."));
     cellDialog.showModal();
   };
@@ -218,7 +225,7 @@ export async function renderDashboard(container, run, { plotlyUrl, cellDialog })
     card(mistakes.length ? `Mistakes (${mistakes.length})` : "Mistakes", mistakes.length
       ? h("div", { class: "stack" },
         h("p", { class: "muted small" }, "Validation images the model got wrong, most confident first."),
-        h("ul", { class: "preds" }, mistakes.slice(0, MISTAKES_SHOWN).map((item) => predictionTile(item))),
+        h("ul", { class: "preds" }, mistakes.slice(0, MISTAKES_SHOWN).map((item) => predictionTile(item, { extra }))),
         mistakes.length > MISTAKES_SHOWN ? h("p", { class: "muted small" }, `…and ${mistakes.length - MISTAKES_SHOWN} more; open the confusion matrix cells to see them.`) : null)
       : h("p", { class: "muted" }, held.length ? "No mistakes on the validation images." : "No per-image predictions were recorded."),
     { id: "mistakes" }),

@@ -4,6 +4,7 @@ import { api } from "./api.js";
 import { h, icon, replace } from "./dom.js";
 import { plural, SPLIT_NAMES } from "./format.js";
 import { Gallery } from "./gallery.js";
+import { HealthCard } from "./health.js";
 import { RunsTable } from "./runs.js";
 import { TrainDialog } from "./train.js";
 import { closable, confirmDialog, promptDialog, showError, toast } from "./ui.js";
@@ -17,6 +18,11 @@ const FEW = 10;
 let project = null;
 
 const gallery = new Gallery({ projectId, onChanged: () => refreshProject() });
+const health = new HealthCard({
+  projectId,
+  section: document.getElementById("health-card"),
+  onChanged: () => Promise.all([refreshProject(), gallery.load()]),
+});
 const train = new TrainDialog({ projectId });
 const runs = new RunsTable({
   projectId,
@@ -185,7 +191,7 @@ async function uploadItems(items) {
     onFinished: async () => {
       clearTimeout(pending);
       pending = null;
-      await Promise.all([refreshProject(), gallery.load()]);
+      await Promise.all([refreshProject(), gallery.load(), health.refresh()]);
     },
   });
   await job.start();
@@ -270,3 +276,4 @@ document.getElementById("filter-label").addEventListener("change", renderLabels)
 setUpDropping();
 refreshProject().then(() => gallery.load());
 runs.refresh();
+health.refresh();

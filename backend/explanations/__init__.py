@@ -1,0 +1,1 @@
+"""Heatmaps of where a run's model looked (Grad-CAM), computed by the worker on request."""
