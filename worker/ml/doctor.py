@@ -281,7 +281,8 @@ def out_of_fold_probabilities(X: np.ndarray, y: np.ndarray, seed: int = 0) -> np
 
 def rank_label_issues(y: np.ndarray, proba: np.ndarray) -> list[int]:
     """Rows cleanlab flags as likely mislabelled, most likely first."""
-    flagged = np.flatnonzero(find_label_issues(labels=y, pred_probs=proba))
+    # n_jobs=1: a Celery pool process is daemonic and may not start cleanlab's process pool.
+    flagged = np.flatnonzero(find_label_issues(labels=y, pred_probs=proba, n_jobs=1))
     quality = get_label_quality_scores(labels=y, pred_probs=proba)
     return [int(i) for i in flagged[np.argsort(quality[flagged], kind="stable")]]
 
