@@ -466,6 +466,11 @@ def suggestion_order(
 # ---------------------------------------------------------------- the whole examination
 
 
+def _count(n: int, one: str, many: str | None = None) -> str:
+    """``1 image``, ``3 images``: the words agree with the number."""
+    return f"{n} {one if n == 1 else many or one + 's'}"
+
+
 def _ids(pictures: Sequence[Picture], rows: Sequence[int]) -> list[int]:
     return [pictures[i].image_id for i in rows]
 
@@ -510,7 +515,8 @@ def _label_findings(counts: dict[str, int], unlabelled: int) -> list[Finding]:
                 "unlabelled",
                 "info",
                 unlabelled,
-                f"{unlabelled} images have no label yet; they are not used for training.",
+                f"{_count(unlabelled, 'image has', 'images have')} no label yet; they are not used "
+                "for training.",
                 "Labelling them adds training data; the suggestions below say which to "
                 "label first and what the current model thinks they are.",
                 fixes=["accept_suggestions"],
@@ -531,7 +537,8 @@ def _picture_findings(
                 "small_images",
                 "warning",
                 len(small),
-                f"{len(small)} images are smaller than {limit} px on their short side "
+                f"{_count(len(small), 'image is', 'images are')} smaller than {limit} px on their "
+                "short side "
                 f"(the backbone looks at {input_size} px).",
                 "They are enlarged before the network sees them, so fine detail is missing; "
                 "the model may do worse on them than on the others.",
@@ -565,7 +572,7 @@ def _picture_findings(
                 "unreadable",
                 "warning",
                 len(unreadable),
-                f"{len(unreadable)} images could not be read for the checks.",
+                f"{_count(len(unreadable), 'image')} could not be read for the checks.",
                 "They were left out of this report.",
                 _ids(pictures, unreadable[:MAX_EXAMPLES]),
                 fixes=["delete"],
@@ -584,7 +591,8 @@ def _duplicate_findings(groups: Sequence[DuplicateGroup]) -> list[Finding]:
                 "leakage",
                 "error",
                 len(leaking),
-                f"{len(leaking)} photos appear in more than one split ({copies} copies): "
+                f"{_count(len(leaking), 'photo appears', 'photos appear')} in more than one split "
+                f"({_count(copies, 'copy', 'copies')}): "
                 "the model is checked on pictures it was trained on.",
                 "Validation accuracy is then inflated: it measures memory, not how the "
                 "model does on new pictures. Move each copy into its original's split, or "
@@ -600,7 +608,8 @@ def _duplicate_findings(groups: Sequence[DuplicateGroup]) -> list[Finding]:
                 "conflicting_labels",
                 "error",
                 len(conflicting),
-                f"{len(conflicting)} photos carry different labels on their copies.",
+                f"{_count(len(conflicting), 'photo carries', 'photos carry')} different labels on "
+                "their copies.",
                 "The same picture cannot be two things; one of the labels is wrong, and "
                 "training on both teaches the model nothing.",
                 [i for g in conflicting for i in g.image_ids][: MAX_EXAMPLES * 2],
@@ -615,7 +624,8 @@ def _duplicate_findings(groups: Sequence[DuplicateGroup]) -> list[Finding]:
                 "duplicates",
                 "info",
                 len(redundant),
-                f"{len(redundant)} photos have {copies} near-identical copies in the same "
+                f"{_count(len(redundant), 'photo has', 'photos have')} "
+                f"{_count(copies, 'near-identical copy', 'near-identical copies')} in the same "
                 "label and split.",
                 "Copies add no information and weigh those photos more than the others; "
                 "keeping one of each is usually better.",
@@ -728,8 +738,8 @@ def _examine(
                 "label_errors",
                 "warning",
                 len(issues),
-                f"{len(issues)} images look mislabelled: the model trained without them is "
-                "confident they belong to another label.",
+                f"{_count(len(issues), 'image looks', 'images look')} mislabelled: the model "
+                "trained without them is confident they belong to another label.",
                 "Wrong labels teach the model wrong answers and make its measured accuracy "
                 "lower (or, in validation, wrong). Review them one by one.",
                 [i.image_id for i in issues[:MAX_EXAMPLES]],
@@ -754,7 +764,8 @@ def _examine(
                 "outliers",
                 "info",
                 len(outliers),
-                f"{len(outliers)} images are far from every label's other images.",
+                f"{_count(len(outliers), 'image is', 'images are')} far from every label's other "
+                "images.",
                 "They may be off-topic, corrupted or mislabelled pictures; or rare views the "
                 "model needs more examples of.",
                 _ids(pics, outliers[:MAX_EXAMPLES]),
