@@ -31,6 +31,12 @@ def atomic_path(final: Path) -> Iterator[Path]:
         tmp_path.unlink(missing_ok=True)
 
 
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes, read in chunks."""
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
 def write_atomic(final: Path, source: IO[bytes]) -> None:
     with atomic_path(final) as tmp, tmp.open("wb") as out:
         while chunk := source.read(CHUNK_BYTES):

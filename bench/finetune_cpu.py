@@ -10,6 +10,7 @@ model side by side, with the machine's load average, which matters on a shared b
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import os
 import sys
@@ -80,7 +81,9 @@ def main(argv: list[str] | None = None, device: str = "cpu") -> dict:
 
     import torch
 
-    from worker.ml.finetune import FinetuneConfig, finetune
+    from backend.runs.schemas import EpochRecord, RunOptions
+    from worker.ml.finetune import finetune
+    from worker.modes.finetune import finetune_config
 
     if not args.data.is_dir():
         raise SystemExit(f"hymenoptera not found at {args.data}")
@@ -90,16 +93,16 @@ def main(argv: list[str] | None = None, device: str = "cpu") -> dict:
     head, probe_acc, featurize_s, n_featurized = linear_probe(
         args.backbone, splits, cache_dir, device
     )
-    config = FinetuneConfig(
+    options = RunOptions(
         train_layers=args.train_layers,
         epochs=args.epochs,
         augmentation=args.augmentation,
         batch_size=args.batch_size,
-        device=device,
-        patience=args.epochs,  # measure every epoch asked for
     )
+    # Measure every epoch asked for (no early stopping).
+    config = dataclasses.replace(finetune_config(options), device=device, patience=args.epochs)
 
-    def show(history: list[dict]) -> None:
+    def show(history: list[EpochRecord]) -> None:
         print("  epoch", history[-1], flush=True)
 
     result = finetune(
@@ -109,7 +112,7 @@ def main(argv: list[str] | None = None, device: str = "cpu") -> dict:
     val = [y for _, y in splits["val"]]
     accuracy = float((result.val_proba.argmax(1) == torch.tensor(val).numpy()).mean())
     load_after = os.getloadavg()
-    train_s = [h["seconds"] for h in result.history]
+    train_s = [h.seconds for h in result.history]
     figures = {
         "device": result.device,
         "backbone": args.backbone,

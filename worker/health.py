@@ -19,7 +19,7 @@ from backend.db import session_scope, utcnow
 from backend.health.models import HealthReport
 from backend.health.service import relabelled_since
 from backend.images.models import Image
-from backend.runs.models import Run
+from backend.runs.models import Run, RunStatus
 from backend.storage import ImageStore
 from worker.ml.errors import MLError
 
@@ -76,7 +76,7 @@ def choose_backbone(session: Any, project_id: int) -> str:
     else the bundled default."""
     backbone = session.scalar(
         select(Run.backbone)
-        .where(Run.project_id == project_id, Run.status == "succeeded")
+        .where(Run.project_id == project_id, Run.status == RunStatus.SUCCEEDED)
         .order_by(Run.finished_at.desc(), Run.id.desc())
         .limit(1)
     )

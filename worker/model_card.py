@@ -7,9 +7,9 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from backend import __version__
+from backend.runs.schemas import AutoDecision, RunMetrics
 
 
 @dataclass(frozen=True)
@@ -21,12 +21,12 @@ class CardFacts:
     weights_source: str
     labels: Sequence[str]
     counts: Mapping[str, Mapping[str, int]]  # label -> split -> images
-    metrics: Mapping[str, Any]
+    metrics: RunMetrics
     input_size: int
     mean: Sequence[float]
     std: Sequence[float]
     trained_at: datetime
-    decision: Mapping[str, Any] | None = None
+    decision: AutoDecision | None = None
 
 
 WEIGHTS_WORDS = {
@@ -36,6 +36,30 @@ WEIGHTS_WORDS = {
     "download": "ImageNet weights downloaded from the Hugging Face hub",
     "scratch": "no pretrained weights (trained from scratch)",
 }
+METHOD_WORDS = {
+    "linear": "transfer learning with a frozen pretrained backbone and a trained "
+    "classifier head (linear probe)",
+    "finetune": "fine-tuning a pretrained network on these pictures",
+    "auto": "chosen automatically",
+}
+INTENDED_USE = [
+    "## Intended use",
+    "",
+    "Sorting pictures like the training pictures into the classes above, with a person "
+    "checking the answers that matter. The probabilities are the model's confidence; "
+    "they are not calibrated guarantees.",
+]
+FILES = [
+    "## Files",
+    "",
+    "- `model.onnx`: the network (input `input`, N x 3 x H x W float32; output "
+    "`probabilities`, N x classes)",
+    "- `labels.json`, `preprocess.json`: class names and input preparation",
+    "- `predict.py`, `autodl_preprocess.py`: `python predict.py IMAGE_OR_FOLDER [--top 3] "
+    "[--json] [--csv out.csv]`",
+    "- `requirements.txt`: `pip install -r requirements.txt` "
+    "(Python 3.10+; onnxruntime, Pillow, numpy)",
+]
 
 
 # Markdown punctuation that could start emphasis, a link, a heading, code or a table cell.
@@ -54,102 +78,104 @@ def _pct(value: float) -> str:
 
 
 def render_model_card(facts: CardFacts) -> str:
-    m = facts.metrics
-    labels = list(facts.labels)
-    lines = [
+    sections = [
+        _summary(facts),
+        _how_it_was_made(facts),
+        _training_data(facts),
+        _validation_results(facts.metrics),
+        INTENDED_USE,
+        _limits(facts),
+        FILES,
+    ]
+    return "\n\n".join("\n".join(lines) for lines in sections) + "\n"
+
+
+def _summary(facts: CardFacts) -> list[str]:
+    return [
         f"# Model card: {md(facts.project)} (autodl run {facts.run_id})",
         "",
-        f"An image classifier that sorts a picture into one of {len(labels)} classes: "
-        + ", ".join(f"**{md(name)}**" for name in labels)
+        f"An image classifier that sorts a picture into one of {len(facts.labels)} classes: "
+        + ", ".join(f"**{md(name)}**" for name in facts.labels)
         + ".",
-        "",
+    ]
+
+
+def _how_it_was_made(facts: CardFacts) -> list[str]:
+    weights = WEIGHTS_WORDS.get(facts.weights_source, facts.weights_source or "unknown weights")
+    return [
         "## How it was made",
         "",
         f"- Method: {_method(facts.mode, facts.decision)}",
-        f"- Backbone: `{facts.backbone}` with "
-        f"{WEIGHTS_WORDS.get(facts.weights_source, facts.weights_source or 'unknown weights')}",
+        f"- Backbone: `{facts.backbone}` with {weights}",
         f"- Input: RGB, {facts.input_size} x {facts.input_size} px, "
         f"normalized with mean {list(facts.mean)} and std {list(facts.std)} "
         "(`predict.py` does this for you)",
         f"- Trained: {facts.trained_at:%Y-%m-%d %H:%M} UTC with autodl {__version__}",
-        "",
+    ]
+
+
+def _training_data(facts: CardFacts) -> list[str]:
+    lines = [
         "## Training data",
         "",
         "| label | train | validation | test |",
         "|---|---:|---:|---:|",
     ]
-    for name in labels:
+    for name in facts.labels:
         c = facts.counts.get(name, {})
         lines.append(
             f"| {md(name)} | {c.get('train', 0)} | {c.get('val', 0)} | {c.get('test', 0)} |"
         )
-    lines += [
-        "",
+    return lines
+
+
+def _validation_results(m: RunMetrics) -> list[str]:
+    lines = [
         "## Validation results",
         "",
-        f"Measured on {m.get('n_val', '?')} validation pictures that the model never trained on.",
+        f"Measured on {m.n_val} validation pictures that the model never trained on.",
         "",
-        f"- Accuracy: **{_pct(m['accuracy'])}**",
-        f"- Balanced accuracy (mean recall over classes): **{_pct(m['balanced_accuracy'])}**",
+        f"- Accuracy: **{_pct(m.accuracy)}**",
+        f"- Balanced accuracy (mean recall over classes): **{_pct(m.balanced_accuracy)}**",
         "",
         "| label | precision | recall | F1 | pictures |",
         "|---|---:|---:|---:|---:|",
     ]
-    for name, s in m.get("per_class", {}).items():
+    for name, s in m.per_class.items():
         lines.append(
-            f"| {md(name)} | {_pct(s['precision'])} | {_pct(s['recall'])} | {_pct(s['f1'])} "
-            f"| {s['support']} |"
+            f"| {md(name)} | {_pct(s.precision)} | {_pct(s.recall)} | {_pct(s.f1)} | {s.support} |"
         )
-    cm = m.get("confusion_matrix", {})
-    if cm:
-        lines += ["", "Confusion matrix (rows: true label, columns: predicted):", ""]
-        lines.append("| true \\ predicted | " + " | ".join(md(n) for n in cm["labels"]) + " |")
-        lines.append("|---|" + "---:|" * len(cm["labels"]))
-        for name, row in zip(cm["labels"], cm["matrix"], strict=True):
-            lines.append(f"| {md(name)} | " + " | ".join(str(v) for v in row) + " |")
-    lines += [
-        "",
-        "## Intended use",
-        "",
-        "Sorting pictures like the training pictures into the classes above, with a person "
-        "checking the answers that matter. The probabilities are the model's confidence; "
-        "they are not calibrated guarantees.",
-        "",
+    cm = m.confusion_matrix
+    lines += ["", "Confusion matrix (rows: true label, columns: predicted):", ""]
+    lines.append("| true \\ predicted | " + " | ".join(md(n) for n in cm.labels) + " |")
+    lines.append("|---|" + "---:|" * len(cm.labels))
+    for name, row in zip(cm.labels, cm.matrix, strict=True):
+        lines.append(f"| {md(name)} | " + " | ".join(str(v) for v in row) + " |")
+    return lines
+
+
+def _limits(facts: CardFacts) -> list[str]:
+    n = len(facts.labels)
+    lo, hi = facts.metrics.accuracy_interval
+    return [
         "## Limits",
         "",
-        f"- It only knows these {len(labels)} classes: any other picture is still forced "
+        f"- It only knows these {n} classes: any other picture is still forced "
         'into one of them. There is no "none of these" answer.',
-        f"- With {m.get('n_val', 'few')} validation pictures the accuracy above is an "
-        f"estimate; a different sample of pictures could score a few points higher or lower.",
+        f"- With {facts.metrics.n_val} validation pictures the accuracy above is an "
+        f"estimate; a different sample of pictures could score a few points higher or lower "
+        f"(95 % range {_pct(lo)} to {_pct(hi)}).",
         "- The backbone learned from everyday photographs (ImageNet). It was not made for, "
         "and this model was not tested on, grayscale medical scans, X-rays, microscopy, "
         "spectrograms, satellite or multi-spectral images, drawings or screenshots.",
         "- Pictures taken with other cameras, lighting, backgrounds or framing than the "
         "training pictures may be classified worse than the figures above say.",
         "- It must not be used alone for decisions about people, health or safety.",
-        "",
-        "## Files",
-        "",
-        "- `model.onnx`: the network (input `input`, N x 3 x H x W float32; output "
-        "`probabilities`, N x classes)",
-        "- `labels.json`, `preprocess.json`: class names and input preparation",
-        "- `predict.py`, `autodl_preprocess.py`: `python predict.py IMAGE_OR_FOLDER [--top 3] "
-        "[--json] [--csv out.csv]`",
-        "- `requirements.txt`: `pip install -r requirements.txt` "
-        "(Python 3.10+; onnxruntime, Pillow, numpy)",
-        "",
     ]
-    return "\n".join(lines)
 
 
-def _method(mode: str, decision: Mapping[str, Any] | None) -> str:
-    words = {
-        "linear": "transfer learning with a frozen pretrained backbone and a trained "
-        "classifier head (linear probe)",
-        "finetune": "fine-tuning a pretrained network on these pictures",
-        "auto": "chosen automatically",
-    }
-    text = words.get(mode, mode)
-    if decision and decision.get("reason"):
-        text += f" — {decision['reason']}"
+def _method(mode: str, decision: AutoDecision | None) -> str:
+    text = METHOD_WORDS.get(mode, mode)
+    if decision is not None and decision.reason:
+        text += f" — {decision.reason}"
     return text

@@ -1,25 +1,26 @@
-"""Writes a run's progress to its row (at most a few times a second) and polls for cancel."""
+"""A run's progress on its row (at most a few times a second), a heartbeat, and cancel."""
 
 from __future__ import annotations
 
 import threading
 import time
-from typing import Any
 
-from sqlalchemy import update
-
-from backend.db import session_scope, utcnow
-from backend.runs.models import Run
+from backend.db import session_scope
+from backend.runs import transitions
+from backend.runs.schemas import EpochRecord
+from backend.runs.transitions import Lease
 from worker.ml.errors import Cancelled
 
 HEARTBEAT_S = 5.0
+CANCEL_POLL_S = 0.5
 
 
 class RunReporter:
-    """Throttled progress updates, a heartbeat thread and the cancel flag of one run."""
+    """The Reporter of one claimed run: throttled progress, a heartbeat thread, the cancel
+    flag. Once the lease is lost (the run requeued or failed meanwhile) it asks to stop."""
 
-    def __init__(self, run_id: int, min_interval_s: float = 0.3) -> None:
-        self.run_id = run_id
+    def __init__(self, lease: Lease, min_interval_s: float = 0.3) -> None:
+        self.lease = lease
         self.min_interval_s = min_interval_s
         self._last_write = 0.0
         self._last_cancel_check = 0.0
@@ -38,44 +39,42 @@ class RunReporter:
 
     def _beat(self) -> None:
         while not self._stop.wait(HEARTBEAT_S):
-            self._write(heartbeat_at=utcnow())
+            with session_scope() as session:
+                transitions.heartbeat(session, self.lease)
 
-    def _write(self, **values: Any) -> None:
-        with session_scope() as session:
-            session.execute(update(Run).where(Run.id == self.run_id).values(**values))
-
-    def stage(self, name: str, progress: float, **extra: Any) -> None:
+    def stage(self, name: str, progress: float, *, images_total: int | None = None) -> None:
         self._stage_started = time.monotonic()
-        self._write(stage=name, progress=progress, eta_s=None, heartbeat_at=utcnow(), **extra)
+        with session_scope() as session:
+            transitions.enter_stage(session, self.lease, name, progress, images_total=images_total)
         self._last_write = time.monotonic()
 
-    def items(self, done: int, total: int, lo: float, hi: float, force: bool = False) -> None:
-        """Progress through ``total`` items, mapped onto [lo, hi] of the whole run."""
+    def items(self, done: int, total: int, lo: float, hi: float, *, force: bool = False) -> None:
         now = time.monotonic()
         if not force and now - self._last_write < self.min_interval_s and done < total:
             return
         self._last_write = now
         elapsed = now - self._stage_started
-        eta = elapsed / done * (total - done) if done else None
         fraction = done / total if total else 1.0
-        self._write(
-            progress=lo + (hi - lo) * fraction,
-            images_done=done,
-            images_total=total,
-            eta_s=eta,
-            heartbeat_at=utcnow(),
-        )
+        with session_scope() as session:
+            transitions.advance(
+                session,
+                self.lease,
+                lo + (hi - lo) * fraction,
+                images_done=done,
+                images_total=total,
+                eta_s=elapsed / done * (total - done) if done else None,
+            )
 
-    def record(self, **values: Any) -> None:
-        self._write(heartbeat_at=utcnow(), **values)
+    def record_history(self, history: list[EpochRecord]) -> None:
+        with session_scope() as session:
+            transitions.record_history(session, self.lease, history)
 
     def should_stop(self) -> bool:
         now = time.monotonic()
-        if not self._cancelled and now - self._last_cancel_check >= 0.5:
+        if not self._cancelled and now - self._last_cancel_check >= CANCEL_POLL_S:
             self._last_cancel_check = now
             with session_scope() as session:
-                run = session.get(Run, self.run_id)
-                self._cancelled = run is None or run.cancel_requested
+                self._cancelled = transitions.cancel_requested(session, self.lease)
         return self._cancelled
 
     def check_cancel(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
 from celery.signals import worker_ready
 
@@ -14,14 +15,14 @@ from backend.runs.models import Run
 from worker.celery_app import app
 from worker.explain import explain_image
 from worker.health import examine_project
-from worker.pipeline import execute_run, recover_abandoned_runs, resend_queued_runs
+from worker.pipeline import Execution, execute_run, recover_abandoned_runs, resend_queued_runs
 
 log = logging.getLogger(__name__)
 SWEEP_EVERY_S = 30.0
 
 
 @app.task(name=TRAIN_TASK, acks_late=True, reject_on_worker_lost=True)
-def train_run(run_id: int) -> str:
+def train_run(run_id: int) -> Execution:
     outcome = execute_run(run_id)
     if outcome == "succeeded":
         refresh_health_after_run(run_id)
@@ -59,25 +60,27 @@ def recover_runs() -> list[int]:
     return recover_abandoned_runs()
 
 
+def _logged(action: Callable[[], list[int]], what: str) -> None:
+    """Run one sweep step; a failure is logged, never raised into the sweep's thread."""
+    try:
+        run_ids = action()
+    except Exception:
+        log.exception("%s failed", what)
+        return
+    if run_ids:
+        log.warning("%s: %s", what, run_ids)
+
+
 @worker_ready.connect
 def _start_recovery_sweeps(**_: object) -> None:
-    """Requeue runs abandoned by a dead worker at start, then every SWEEP_EVERY_S seconds."""
+    """Re-send queued runs at start, then requeue (or fail) runs of dead workers every
+    SWEEP_EVERY_S seconds."""
     stop = threading.Event()
 
     def sweep() -> None:
-        try:
-            resent = resend_queued_runs()
-            if resent:
-                log.info("re-sent the tasks of queued runs: %s", resent)
-        except Exception:
-            log.exception("could not re-send queued runs")
+        _logged(resend_queued_runs, "re-sent the tasks of queued runs")
         while True:
-            try:
-                recovered = recover_abandoned_runs()
-                if recovered:
-                    log.warning("requeued runs abandoned by a stopped worker: %s", recovered)
-            except Exception:
-                log.exception("recovery sweep failed")
+            _logged(recover_abandoned_runs, "requeued runs abandoned by a stopped worker")
             if stop.wait(SWEEP_EVERY_S):
                 return
 

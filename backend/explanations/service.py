@@ -14,7 +14,7 @@ from backend.explanations.models import Explanation
 from backend.explanations.schemas import ExplanationOut
 from backend.images.models import Image
 from backend.queue import enqueue_explanation
-from backend.runs.models import Run
+from backend.runs.models import Run, RunStatus
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,9 @@ def request_explanation(session: Session, run: Run, image_id: int) -> Explanatio
     image = session.get(Image, image_id)
     if image is None or image.project_id != run.project_id:
         raise ImageNotInRun()
-    if run.status != "succeeded" or not any(a.format == "torchscript" for a in run.artifacts):
+    if run.status != RunStatus.SUCCEEDED or not any(
+        a.format == "torchscript" for a in run.artifacts
+    ):
         raise ModelNotReady()
     row = find_explanation(session, run.id, image_id)
     if row is not None and row.status != "failed":

@@ -98,7 +98,16 @@ class ProjectOut(BaseModel):
     run_count: int = 0
 
 
+class TrainingReadiness(BaseModel):
+    """Whether the labelled images can train a classifier, by the rule a run applies."""
+
+    ready: bool
+    blocker: str | None
+    min_images_per_label: int
+
+
 class ProjectDetail(ProjectOut):
     labels: list[LabelOut]
     unlabeled: int
     splits: SplitCounts
+    readiness: TrainingReadiness

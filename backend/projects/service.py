@@ -12,8 +12,15 @@ from backend.auth.models import User
 from backend.errors import Conflict, NotFound
 from backend.images.models import Image
 from backend.projects.models import Label, Project, label_key
-from backend.projects.schemas import LabelOut, ProjectDetail, ProjectOut, SplitCounts
+from backend.projects.schemas import (
+    LabelOut,
+    ProjectDetail,
+    ProjectOut,
+    SplitCounts,
+    TrainingReadiness,
+)
 from backend.runs.models import Run
+from backend.runs.readiness import MIN_IMAGES_PER_LABEL, training_blocker
 
 
 class ProjectNotFound(NotFound):
@@ -108,6 +115,7 @@ def project_detail(session: Session, project: Project) -> ProjectDetail:
         for label in project.labels
     ]
     run_count = session.scalar(select(func.count()).where(Run.project_id == project.id)) or 0
+    blocker = training_blocker({label.name: label.count for label in labels})
     base = ProjectOut.model_validate(project)
     return ProjectDetail(
         **base.model_dump(exclude={"image_count", "run_count"}),
@@ -116,6 +124,9 @@ def project_detail(session: Session, project: Project) -> ProjectDetail:
         labels=labels,
         unlabeled=_total(counts[None]),
         splits=totals,
+        readiness=TrainingReadiness(
+            ready=blocker is None, blocker=blocker, min_images_per_label=MIN_IMAGES_PER_LABEL
+        ),
     )
 
 

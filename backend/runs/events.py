@@ -1,59 +1,59 @@
-"""Server-Sent Events for a run: one ``run`` event per change, then ``end``."""
+"""Server-Sent Events for a run: one ``run`` event per change, then ``end``.
+
+FastAPI frames the events (``EventSourceResponse``) and sends keep-alive comments while
+nothing changes; this module only decides what to send. Reading never changes the run.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
-from typing import Any
 
+from fastapi.sse import ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 
-from backend.config import get_settings
-from backend.db import get_sessionmaker
+from backend.db import session_scope
 from backend.runs import service
 from backend.runs.models import Run
+from backend.runs.schemas import RunOut
 
 POLL_S = 0.5
-KEEPALIVE_S = 15.0
+RETRY_MS = 2000
 
 
-def _snapshot(run_id: int) -> dict[str, Any] | None:
-    with get_sessionmaker()() as session:
+def _snapshot(run_id: int) -> RunOut | None:
+    with session_scope() as session:
         run = session.get(Run, run_id)
-        if run is None:
-            return None
-        service.fail_if_worker_lost(session, run, get_settings())
-        session.commit()
-        return service.event_payload(run)
+        return None if run is None else service.run_out(run)
 
 
-def _frame(event: str, data: dict[str, Any]) -> str:
-    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+def _change_key(run: RunOut) -> tuple[object, ...]:
+    """What the page redraws for: a poll that changes none of these sends nothing."""
+    history = None if run.history is None else [h.model_dump() for h in run.history]
+    return (
+        run.status,
+        run.stage,
+        run.progress,
+        run.images_done,
+        run.error,
+        len(run.artifacts),
+        history,
+    )
 
 
-async def run_events(run_id: int, poll_s: float = POLL_S) -> AsyncIterator[str]:
-    yield "retry: 2000\n\n"
-    last: str | None = None
-    idle = 0.0
+async def run_events(run_id: int, poll_s: float = POLL_S) -> AsyncIterator[ServerSentEvent]:
+    yield ServerSentEvent(retry=RETRY_MS)
+    last: tuple[object, ...] | None = None
     while True:
-        payload = await run_in_threadpool(_snapshot, run_id)
-        if payload is None:
-            yield _frame("end", {"id": run_id, "status": "deleted"})
+        run = await run_in_threadpool(_snapshot, run_id)
+        if run is None:
+            yield ServerSentEvent(event="end", data={"id": run_id, "status": "deleted"})
             return
-        key = json.dumps(
-            [payload[k] for k in ("status", "stage", "progress", "images_done", "error")]
-            + [len(payload["artifacts"]), payload["history"]]
-        )
+        key = _change_key(run)
         if key != last:
             last = key
-            idle = 0.0
-            yield _frame("run", payload)
-        if payload["status"] in ("succeeded", "failed", "cancelled"):
-            yield _frame("end", payload)
+            yield ServerSentEvent(event="run", data=run)
+        if run.status.is_terminal:
+            yield ServerSentEvent(event="end", data=run)
             return
         await asyncio.sleep(poll_s)
-        idle += poll_s
-        if idle >= KEEPALIVE_S:
-            idle = 0.0
-            yield ": keep-alive\n\n"

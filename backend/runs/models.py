@@ -1,16 +1,57 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Enum,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from backend.db import Base, TimestampMixin, UTCDateTime, utcnow
 from backend.projects.models import Project
 
-RUN_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
-TERMINAL_STATUSES = ("succeeded", "failed", "cancelled")
+
+class RunStatus(StrEnum):
+    """Where a run is in its life; backend/runs/transitions.py is the only writer."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
+
+
+class RunMode(StrEnum):
+    """How a run trains; each has one strategy registered in worker/modes/."""
+
+    LINEAR = "linear"
+    FINETUNE = "finetune"
+    AUTO = "auto"
+
+
+def _stored_as_value(enum: type[StrEnum]) -> Enum:
+    # VARCHAR holding the lower-case value, as the initial migration created the column.
+    return Enum(
+        enum,
+        native_enum=False,
+        create_constraint=False,
+        length=16,
+        values_callable=lambda members: [m.value for m in members],
+    )
 
 
 class Run(TimestampMixin, Base):
@@ -22,11 +63,13 @@ class Run(TimestampMixin, Base):
     project_id: Mapped[int] = mapped_column(
         ForeignKey("project.id", ondelete="CASCADE"), index=True
     )
-    mode: Mapped[str] = mapped_column(String(16))
+    mode: Mapped[RunMode] = mapped_column(_stored_as_value(RunMode))
     backbone: Mapped[str] = mapped_column(String(200))
     options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
-    stage: Mapped[str] = mapped_column(String(32), default="queued")
+    status: Mapped[RunStatus] = mapped_column(
+        _stored_as_value(RunStatus), default=RunStatus.QUEUED, index=True
+    )
+    stage: Mapped[str] = mapped_column(String(32), default=RunStatus.QUEUED.value)
     progress: Mapped[float] = mapped_column(Float, default=0.0)
     images_done: Mapped[int] = mapped_column(Integer, default=0)
     images_total: Mapped[int] = mapped_column(Integer, default=0)
@@ -49,7 +92,7 @@ class Run(TimestampMixin, Base):
 
     @property
     def is_finished(self) -> bool:
-        return self.status in TERMINAL_STATUSES
+        return self.status.is_terminal
 
 
 class Prediction(Base):

@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 from fastapi import APIRouter, File, UploadFile, status
-from fastapi.responses import FileResponse, StreamingResponse
+from fastapi.responses import FileResponse
+from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from backend.deps import CurrentUser, SessionDep, SettingsDep
 from backend.projects.deps import ProjectDep
@@ -51,13 +54,10 @@ def get_run(run: RunDep) -> RunOut:
     return service.run_out(run)
 
 
-@router.get("/api/runs/{rid}/events")
-def run_events_stream(run: RunDep) -> StreamingResponse:
-    return StreamingResponse(
-        run_events(run.id),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+@router.get("/api/runs/{rid}/events", response_class=EventSourceResponse)
+async def run_events_stream(run: RunDep) -> AsyncIterator[ServerSentEvent]:
+    async for event in run_events(run.id):
+        yield event
 
 
 @router.post("/api/runs/{rid}/cancel", response_model=RunOut)

@@ -1,24 +1,37 @@
 from __future__ import annotations
 
+import math
 import re
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator
+
+from backend.runs.models import RunMode, RunStatus
 
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,200}$")
+WILSON_Z = 1.96  # 95 % interval
+
+HeadKind = Literal["auto", "logreg", "svm", "mlp"]
+TrainLayers = Literal["head", "last_blocks", "all"]
+Augmentation = Literal["none", "light", "strong"]
 
 
-class RunOptions(BaseModel):
-    """Training options; unknown keys are refused so typos do not silently do nothing."""
+class Contract(BaseModel):
+    """A typed record of the run contract: keys nobody declared are an error, not data."""
 
     model_config = ConfigDict(extra="forbid")
 
-    head: Literal["auto", "logreg", "svm", "mlp"] = "logreg"
+
+class RunOptions(Contract):
+    """Training options, parsed and defaulted once: the API stores them, the worker reads them
+    back with this same model. Unknown keys are refused so typos do not silently do nothing."""
+
+    head: HeadKind = "logreg"
     val_fraction: float = Field(default=0.2, gt=0.0, lt=0.9)
     seed: int = Field(default=0, ge=0, le=2**32 - 1)  # numpy and torch take 32-bit seeds
     # Fine-tuning (mode "finetune", and auto when it decides to fine-tune).
-    train_layers: Literal["head", "last_blocks", "all"] = "last_blocks"
+    train_layers: TrainLayers = "last_blocks"
     last_blocks: int = Field(default=2, ge=1, le=20)
     epochs: int = Field(default=5, ge=1, le=500)
     time_budget_s: float | None = Field(default=None, gt=0)
@@ -26,16 +39,14 @@ class RunOptions(BaseModel):
     learning_rate: float | None = Field(default=None, gt=0, lt=1)
     label_smoothing: float = Field(default=0.1, ge=0, lt=1)
     layer_decay: float | None = Field(default=None, gt=0, le=1)
-    augmentation: Literal["none", "light", "strong"] = "light"
+    augmentation: Augmentation = "light"
     pretrained: bool = True
     # Auto: which backbones to rank (defaults to those with weights available).
     candidates: list[str] | None = None
 
 
-class RunIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    mode: Literal["linear", "finetune", "auto"] = "linear"
+class RunIn(Contract):
+    mode: RunMode = RunMode.LINEAR
     backbone: str = "tf_efficientnet_lite0"
     options: RunOptions = Field(default_factory=RunOptions)
 
@@ -46,6 +57,190 @@ class RunIn(BaseModel):
         if not _MODEL_NAME.match(value):
             raise ValueError("backbone must be a timm model name such as tf_efficientnet_lite0")
         return value
+
+
+# ---------------------------------------------------------------- metrics
+
+
+class ClassScores(Contract):
+    precision: float
+    recall: float
+    f1: float
+    support: int
+
+
+class ConfusionMatrix(Contract):
+    """Rows are the true labels, columns the predicted ones, both in ``labels`` order."""
+
+    labels: list[str]
+    matrix: list[list[int]]
+
+
+class MajorityBaseline(Contract):
+    """What always answering the most frequent label would score on the same images."""
+
+    label: str
+    accuracy: float
+
+
+class Evaluation(Contract):
+    """Scores of a classifier on one split; the derived numbers are computed here, once."""
+
+    accuracy: float
+    balanced_accuracy: float
+    macro_f1: float
+    log_loss: float
+    per_class: dict[str, ClassScores]
+    confusion_matrix: ConfusionMatrix
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def n_images(self) -> int:
+        return sum(scores.support for scores in self.per_class.values())
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def accuracy_interval(self) -> tuple[float, float]:
+        """The 95 % Wilson score interval of the accuracy on ``n_images`` images."""
+        n, p, z = self.n_images, self.accuracy, WILSON_Z
+        if not n:
+            return 0.0, 1.0
+        denominator = 1 + z * z / n
+        centre = (p + z * z / (2 * n)) / denominator
+        half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
+        return max(0.0, centre - half), min(1.0, centre + half)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def majority_baseline(self) -> MajorityBaseline | None:
+        if not self.n_images:
+            return None
+        label, scores = max(self.per_class.items(), key=lambda item: item[1].support)
+        return MajorityBaseline(label=label, accuracy=scores.support / self.n_images)
+
+
+class FeaturizedCounts(Contract):
+    computed: int
+    cached: int
+    skipped_unreadable: int
+
+
+class WeightsUsed(Contract):
+    source: str
+    digest: str
+
+
+class HeadReport(Contract):
+    """The classifier head a linear probe trained, and how it was chosen."""
+
+    kind: str
+    params: dict[str, Any]
+    cv_scores: dict[str, float]
+    class_counts: dict[str, int]
+    class_weights: dict[str, float]
+    imbalance_ratio: float
+
+
+class FinetuneReport(Contract):
+    train_layers: TrainLayers
+    last_blocks: int | None
+    epochs_planned: int
+    stopped: str
+    learning_rate: float
+    layer_decay: float | None
+    label_smoothing: float
+    augmentation: Augmentation
+    batch_size_requested: int
+    out_of_memory_halvings: int
+    class_balancing: str
+    device: str
+    amp: str
+    trainable_params: int
+    total_params: int
+    train_images_per_s: float
+    start_val_loss: float
+    start_val_accuracy: float
+
+
+class LinearProbeReport(Contract):
+    """The linear probe a fine-tune started from."""
+
+    accuracy: float
+    C: float | None
+
+
+class AutoChoice(Contract):
+    backbone: str
+    mode: RunMode
+
+
+class RunMetrics(Evaluation):
+    """What every finished run reports: validation scores (``eval_split``), the data used,
+    where the time went, and one section per mode that trained it."""
+
+    eval_split: Literal["val"] = "val"
+    n_train: int
+    n_val: int
+    n_test: int
+    test: Evaluation | None = None
+    featurized: FeaturizedCounts
+    timings: dict[str, float]
+    weights: WeightsUsed
+    head: HeadReport | None = None
+    epochs_run: int | None = None
+    best_epoch: int | None = None
+    batch_size: int | None = None
+    finetune: FinetuneReport | None = None
+    linear_probe: LinearProbeReport | None = None
+    auto: AutoChoice | None = None
+    # Formats still being made after the run succeeded, and those that could not be made.
+    exports_pending: list[str] = Field(default_factory=list)
+    export_errors: dict[str, str] = Field(default_factory=dict)
+
+
+class EpochRecord(Contract):
+    """One epoch of fine-tuning, as the training curves show it."""
+
+    epoch: int
+    train_loss: float
+    val_loss: float
+    val_accuracy: float
+    lr: float
+    seconds: float
+
+
+class CandidateScore(Contract):
+    """One backbone auto ranked on the training split's embeddings."""
+
+    backbone: str
+    score: float | None  # LogME
+    cv_accuracy: float | None
+    seconds: float
+    error: str | None = None
+
+
+class ChosenModel(Contract):
+    backbone: str
+    mode: RunMode
+    val_accuracy: float
+    linear_val_accuracy: float
+    finetune_val_accuracy: float | None
+
+
+class FinetunePlan(Contract):
+    tried: bool
+    estimate_s: float
+    gpu: bool
+
+
+class AutoDecision(Contract):
+    """Why auto trained what it trained, in a person's words and in numbers."""
+
+    reason: str
+    candidates: list[CandidateScore]
+    chosen: ChosenModel
+    finetune: FinetunePlan
+    ranking: str
 
 
 class ArtifactOut(BaseModel):
@@ -60,18 +255,18 @@ class ArtifactOut(BaseModel):
 class RunOut(BaseModel):
     id: int
     project_id: int
-    mode: str
+    mode: RunMode
     backbone: str
-    options: dict[str, Any]
-    status: str
+    options: RunOptions
+    status: RunStatus
     stage: str
     progress: float
     images_done: int
     images_total: int
     eta_s: float | None
-    metrics: dict[str, Any] | None
-    history: list[dict[str, Any]] | None
-    decision: dict[str, Any] | None
+    metrics: RunMetrics | None
+    history: list[EpochRecord] | None
+    decision: AutoDecision | None
     error: str | None
     cancel_requested: bool
     created_at: datetime

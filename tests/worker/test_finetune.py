@@ -8,7 +8,6 @@ import pytest
 import timm
 import torch
 
-from worker.auto import should_finetune
 from worker.ml.finetune import (
     init_classifier,
     largest_fitting_batch,
@@ -17,6 +16,7 @@ from worker.ml.finetune import (
 )
 from worker.ml.heads import train_head
 from worker.ml.transferability import logme_score
+from worker.modes.auto import should_finetune
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
+from backend.runs.schemas import RunMetrics
 from worker.model_card import CardFacts, render_model_card
 
 HOSTILE = ["<img src=x onerror=alert(1)>", "a | b", "**bold** [link](http://evil.example)"]
@@ -21,13 +22,25 @@ def card(labels: list[str]) -> str:
             weights_source="bundled",
             labels=labels,
             counts={n: {"train": 1, "val": 1} for n in labels},
-            metrics={
-                "accuracy": 1.0,
-                "balanced_accuracy": 1.0,
-                "n_val": len(labels),
-                "per_class": per_class,
-                "confusion_matrix": {"labels": labels, "matrix": [[1] * len(labels)] * len(labels)},
-            },
+            metrics=RunMetrics.model_validate(
+                {
+                    "accuracy": 1.0,
+                    "balanced_accuracy": 1.0,
+                    "macro_f1": 1.0,
+                    "log_loss": 0.0,
+                    "n_train": len(labels),
+                    "n_val": len(labels),
+                    "n_test": 0,
+                    "per_class": per_class,
+                    "confusion_matrix": {
+                        "labels": labels,
+                        "matrix": [[1] * len(labels)] * len(labels),
+                    },
+                    "featurized": {"computed": len(labels), "cached": 0, "skipped_unreadable": 0},
+                    "timings": {},
+                    "weights": {"source": "bundled", "digest": "0" * 64},
+                }
+            ),
             input_size=224,
             mean=[0.5] * 3,
             std=[0.5] * 3,

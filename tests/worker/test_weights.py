@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 import torch
 
+from backend.runs.zoo import weights_availability, zoo_with_weights
 from tests.worker.conftest import Image
 from worker.ml.backbones import create_backbone, list_backbones
 from worker.ml.errors import InvalidWeights, UnknownBackbone, WeightsUnavailable
 from worker.ml.features import EmbeddingResult
-from worker.ml.weights import import_weights, weights_status
+from worker.ml.weights import import_weights, resolve_weights
 
 ANT, BEE = 310, 309  # ImageNet-1k class indices
 
@@ -32,17 +33,49 @@ def test_unknown_backbone_suggests_close_names() -> None:
 
 def test_bundled_weights_need_no_network() -> None:
     for n in (0, 1, 2):
-        assert weights_status(f"tf_efficientnet_lite{n}", offline=True) == "bundled"
+        assert weights_availability(f"tf_efficientnet_lite{n}", None, offline=True) == "bundled"
 
 
 def test_offline_without_weights_explains_the_three_ways(tmp_path: Path) -> None:
-    assert weights_status("resnet18", tmp_path, offline=True) == "unavailable"
+    assert weights_availability("resnet18", tmp_path, offline=True) == "unavailable"
     with pytest.raises(WeightsUnavailable) as err:
         create_backbone("resnet18", weights_dir=tmp_path, offline=True)
     message = str(err.value)
     assert "tf_efficientnet_lite0" in message
     assert "autodl weights import FILE --model resnet18" in message
     assert "online" in message and "Hugging Face cache" in message
+
+
+def fake_hub_cache(root: Path, repo_id: str, filename: str = "model.safetensors") -> Path:
+    """A Hugging Face cache entry laid out as huggingface_hub writes it."""
+    repo = root / f"models--{repo_id.replace('/', '--')}"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("0123abcd")
+    file = repo / "snapshots" / "0123abcd" / filename
+    file.parent.mkdir(parents=True)
+    file.write_bytes(b"weights of " + repo_id.encode())
+    return file
+
+
+def test_a_cached_resnet18d_is_not_taken_for_resnet18(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The API's list, auto's candidates and training all use one lookup: an exact repo."""
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    fake_hub_cache(tmp_path / "hub", "timm/resnet18d.ra2_in1k")
+    listed = {b["name"]: b["weights"] for b in zoo_with_weights(tmp_path, offline=True)}
+    assert listed["resnet18"] == "unavailable"
+    with pytest.raises(WeightsUnavailable):
+        resolve_weights("resnet18", tmp_path, offline=True)
+    assert resolve_weights("resnet18d", tmp_path, offline=True).source == "cached"
+
+    exact = fake_hub_cache(tmp_path / "hub", "timm/resnet18.a1_in1k")
+    listed = {b["name"]: b["weights"] for b in zoo_with_weights(tmp_path, offline=True)}
+    assert listed["resnet18"] == "cached"
+    info = resolve_weights("resnet18", tmp_path, offline=True)
+    assert (info.source, info.path) == ("cached", str(exact))
 
 
 def test_scratch_backbones_are_flagged_and_reproducible() -> None:
@@ -60,7 +93,7 @@ def test_imported_pth_becomes_cached_safetensors(tmp_path: Path) -> None:
     info = import_weights(tmp_path / "r18.pth", "resnet18", tmp_path / "weights")
     assert info.source == "cached" and len(info.digest) == 64
     assert (tmp_path / "weights" / "resnet18.safetensors").is_file()
-    assert weights_status("resnet18", tmp_path / "weights", offline=True) == "cached"
+    assert weights_availability("resnet18", tmp_path / "weights", offline=True) == "cached"
     model, _, loaded = create_backbone("resnet18", weights_dir=tmp_path / "weights", offline=True)
     assert loaded.digest == info.digest
     assert torch.all(model.conv1.weight == 0.5)

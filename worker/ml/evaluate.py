@@ -10,6 +10,7 @@ from typing import Any, Literal
 import numpy as np
 from sklearn import metrics as skm
 
+from backend.runs.readiness import training_blocker
 from worker.ml.errors import NotEnoughData
 
 Split = Literal["train", "val"]
@@ -45,20 +46,9 @@ def stratified_split(
 
 def check_trainable(label_counts: Mapping[str, int]) -> None:
     """Raise NotEnoughData, naming the labels at fault, unless a classifier can be trained."""
-    used = {name: n for name, n in label_counts.items() if n > 0}
-    if len(used) < 2:
-        have = f" (only {next(iter(used))!r} has images)" if used else ""
-        raise NotEnoughData(
-            f"At least 2 labels with images are needed to train a classifier{have}. "
-            "Add images of another class."
-        )
-    few = sorted(name for name, n in used.items() if n < 2)
-    if few:
-        listed = ", ".join(f"{name!r} ({used[name]})" for name in few)
-        raise NotEnoughData(
-            f"Each label needs at least 2 images (one to train, one to validate); "
-            f"add images to: {listed}."
-        )
+    blocker = training_blocker(label_counts)
+    if blocker is not None:
+        raise NotEnoughData(blocker)
 
 
 def compute_metrics(

@@ -15,7 +15,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -27,7 +26,9 @@ import numpy as np
 import torch
 
 from backend.inference.preprocess import Preprocess, load_image
+from backend.storage import atomic_path
 from worker.ml.backbones import create_backbone
+from worker.ml.device import resolve_device
 from worker.ml.errors import Cancelled
 from worker.ml.export import write_onnx
 from worker.ml.weights import WeightsInfo
@@ -71,18 +72,6 @@ def cache_key(backbone: str, weights: WeightsInfo, preprocess: Preprocess) -> st
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
-def _atomic_save(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, array)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 class EmbeddingCache:
     """One folder per cache key, one ``<sha256>.npy`` per image (two-level fan-out)."""
 
@@ -99,14 +88,22 @@ class EmbeddingCache:
             return None  # absent, or damaged: recompute and overwrite
 
     def put(self, sha: str, vector: np.ndarray) -> None:
-        _atomic_save(self._path(sha), np.asarray(vector, dtype=np.float32))
+        with atomic_path(self._path(sha)) as tmp, tmp.open("wb") as f:
+            np.save(f, np.asarray(vector, dtype=np.float32))
 
-
-def resolve_device(device: str) -> str:
-    """``auto`` means CUDA when available, else CPU."""
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
+    def split(
+        self, items: dict[str, str | Path]
+    ) -> tuple[dict[str, np.ndarray], list[tuple[str, str | Path]]]:
+        """(vectors found in the cache, the items still to featurize)."""
+        found: dict[str, np.ndarray] = {}
+        missing: list[tuple[str, str | Path]] = []
+        for sha, path in items.items():
+            vector = self.get(sha)
+            if vector is None:
+                missing.append((sha, path))
+            else:
+                found[sha] = vector
+        return found, missing
 
 
 def _onnx_path(cache_dir: Path, backbone: str, weights: WeightsInfo, pp: Preprocess) -> Path:
@@ -211,56 +208,25 @@ def embed_images(
     threads = threads or os.cpu_count() or 1
     model, pp, weights = create_backbone(backbone, weights_dir=weights_dir, offline=offline)
     cache = EmbeddingCache(cache_dir, cache_key(backbone, weights, pp))
-
     unique: dict[str, str | Path] = dict(items)
-    vectors: dict[str, np.ndarray] = {}
-    todo: list[tuple[str, str | Path]] = []
-    for sha, path in unique.items():
-        cached = cache.get(sha)
-        if cached is None:
-            todo.append((sha, path))
-        else:
-            vectors[sha] = cached
+    vectors, todo = cache.split(unique)
     n_cached = len(vectors)
-    total = len(unique)
     if progress:
-        progress(n_cached, total)
+        progress(n_cached, len(unique))
 
     failed: list[str] = []
     used = ""
     if todo:
         used, run = _make_runner(model, backbone, weights, pp, cache_dir, device, runtime, threads)
-        batches = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
-        # Decode with every core: inference and decoding overlap and share them.
-        with ThreadPoolExecutor(max_workers=threads) as pool:
-
-            def submit(batch: list[tuple[str, str | Path]]) -> list[Future[np.ndarray | None]]:
-                return [pool.submit(_load_or_none, path, pp) for _, path in batch]
-
-            pending = submit(batches[0])
-            for index, batch in enumerate(batches):
-                if should_stop and should_stop():
-                    for fut in pending:
-                        fut.cancel()
-                    raise Cancelled()
-                arrays = [fut.result() for fut in pending]
-                if index + 1 < len(batches):
-                    pending = submit(batches[index + 1])
-                ok = [(sha, a) for (sha, _), a in zip(batch, arrays, strict=True) if a is not None]
-                failed += [sha for (sha, _), a in zip(batch, arrays, strict=True) if a is None]
-                if ok:
-                    feats = run(np.stack([a for _, a in ok]))
-                    for (sha, _), vector in zip(ok, feats, strict=True):
-                        cache.put(sha, vector)
-                        vectors[sha] = vector
-                if progress:
-                    progress(len(vectors) + len(failed), total)
+        count = _Counted(progress, done=n_cached, total=len(unique))
+        failed = _featurize(todo, run, pp, cache, vectors, batch_size, threads, count, should_stop)
 
     dim = next(iter(vectors.values())).shape[0] if vectors else cast(int, model.num_features)
     embeddings = np.full((len(items), dim), np.nan, dtype=np.float32)
     for row, (sha, _) in enumerate(items):
         if sha in vectors:
             embeddings[row] = vectors[sha]
+    graph = _onnx_path(cache_dir, backbone, weights, pp)
     return EmbeddingResult(
         embeddings=embeddings,
         n_computed=len(todo) - len(failed),
@@ -270,10 +236,62 @@ def embed_images(
         seconds=time.perf_counter() - start,
         failed=failed,
         runtime=used,
-        feature_graph=graph
-        if (graph := _onnx_path(cache_dir, backbone, weights, pp)).exists()
-        else None,
+        feature_graph=graph if graph.exists() else None,
     )
+
+
+@dataclass
+class _Counted:
+    """Progress over the images of one call: cached ones count as done from the start."""
+
+    report: Callable[[int, int], None] | None
+    done: int
+    total: int
+
+    def add(self, n: int) -> None:
+        self.done += n
+        if self.report:
+            self.report(self.done, self.total)
+
+
+def _featurize(
+    todo: list[tuple[str, str | Path]],
+    run: Runner,
+    pp: Preprocess,
+    cache: EmbeddingCache,
+    vectors: dict[str, np.ndarray],
+    batch_size: int,
+    threads: int,
+    count: _Counted,
+    should_stop: Callable[[], bool] | None,
+) -> list[str]:
+    """Decode and run ``todo`` batch by batch, decoding the next batch while this one runs;
+    new vectors go to ``vectors`` and the cache. Returns the images that could not be read."""
+    batches = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
+    failed: list[str] = []
+    # Decode with every core: inference and decoding overlap and share them.
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+
+        def submit(batch: list[tuple[str, str | Path]]) -> list[Future[np.ndarray | None]]:
+            return [pool.submit(_load_or_none, path, pp) for _, path in batch]
+
+        pending = submit(batches[0])
+        for index, batch in enumerate(batches):
+            if should_stop and should_stop():
+                for fut in pending:
+                    fut.cancel()
+                raise Cancelled()
+            arrays = [fut.result() for fut in pending]
+            if index + 1 < len(batches):
+                pending = submit(batches[index + 1])
+            ok = [(sha, a) for (sha, _), a in zip(batch, arrays, strict=True) if a is not None]
+            failed += [sha for (sha, _), a in zip(batch, arrays, strict=True) if a is None]
+            if ok:
+                for (sha, _), vector in zip(ok, run(np.stack([a for _, a in ok])), strict=True):
+                    cache.put(sha, vector)
+                    vectors[sha] = vector
+            count.add(len(batch))
+    return failed
 
 
 def _make_runner(

@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, TypeVar, cast
 
 import numpy as np
 import torch
@@ -32,16 +32,16 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from backend.inference.preprocess import Preprocess, load_image, open_rgb
+from backend.runs.schemas import Augmentation, EpochRecord, TrainLayers
 from worker.ml.backbones import create_backbone, get_backbone_spec
+from worker.ml.device import device_name, resolve_device
 from worker.ml.errors import Cancelled
 from worker.ml.export import build_classifier
 from worker.ml.heads import TrainedHead
 from worker.ml.weights import WeightsInfo
 
 log = logging.getLogger(__name__)
-
-TrainLayers = Literal["head", "last_blocks", "all"]
-Augmentation = Literal["none", "light", "strong"]
+T = TypeVar("T")
 
 # AdamW learning rates for training the last blocks, by backbone family: the convnets
 # pretrained on ImageNet-1k tolerate larger steps than the transformers and ConvNeXt.
@@ -72,25 +72,29 @@ MIN_BATCH = 1
 
 @dataclass(frozen=True)
 class FinetuneConfig:
-    """How to fine-tune; ``None`` values are chosen from the backbone and the hardware."""
+    """How to fine-tune; ``None`` values are chosen from the backbone and the hardware.
 
-    train_layers: TrainLayers = "last_blocks"
-    last_blocks: int = 2
-    epochs: int = 5
-    time_budget_s: float | None = None
-    batch_size: int | None = None
-    learning_rate: float | None = None
-    layer_decay: float | None = None
-    label_smoothing: float = 0.1
-    augmentation: Augmentation = "light"
+    The first fields are a run's options (their defaults live in RunOptions, see
+    worker.modes.finetune.finetune_config); the rest are this step's own settings.
+    """
+
+    train_layers: TrainLayers
+    last_blocks: int
+    epochs: int
+    time_budget_s: float | None
+    batch_size: int | None
+    learning_rate: float | None
+    layer_decay: float | None
+    label_smoothing: float
+    augmentation: Augmentation
+    seed: int
+    pretrained: bool
     weight_decay: float = WEIGHT_DECAY
     patience: int = PATIENCE
     # BatchNorm statistics stay those of pretraining unless asked: batches of a few dozen
     # images give noisy ones (on hymenoptera training them cost 1-3 points of accuracy).
     train_batchnorm: bool = False
     device: str = "auto"
-    seed: int = 0
-    pretrained: bool = True
     # Fault injection for tests: any training batch larger than this raises
     # torch.OutOfMemoryError, as a GPU would, so the halving path runs on a CPU.
     oom_above: int | None = None
@@ -103,7 +107,7 @@ class FinetuneResult:
     model: nn.Module
     preprocess: Preprocess
     weights: WeightsInfo
-    history: list[dict[str, Any]]
+    history: list[EpochRecord]
     val_proba: np.ndarray
     best_epoch: int  # 0: no epoch beat the starting point (the linear probe's head)
     start_val_loss: float
@@ -311,21 +315,28 @@ def _free_memory(device: str) -> None:
         torch.cuda.empty_cache()
 
 
-def largest_fitting_batch(
-    step: Callable[[int], None], start: int, device: str, on_halve: Callable[[int], None]
-) -> int:
-    """The largest batch size from ``start`` down (halving) for which ``step`` succeeds."""
+def fit_batch(
+    step: Callable[[int], T], start: int, device: str, on_halve: Callable[[int], None]
+) -> tuple[int, T]:
+    """Run ``step(size)`` from ``start`` down, halving the batch whenever it runs out of
+    memory; the size that fit and what ``step`` returned."""
     size = start
     while True:
         try:
-            step(size)
-            return size
+            return size, step(size)
         except (torch.OutOfMemoryError, RuntimeError) as exc:
             if not _is_oom(exc) or size <= MIN_BATCH:
                 raise
             _free_memory(device)
             size = max(MIN_BATCH, size // 2)
             on_halve(size)
+
+
+def largest_fitting_batch(
+    step: Callable[[int], None], start: int, device: str, on_halve: Callable[[int], None]
+) -> int:
+    """The largest batch size from ``start`` down (halving) for which ``step`` succeeds."""
+    return fit_batch(step, start, device, on_halve)[0]
 
 
 def _pow2_floor(n: int) -> int:
@@ -465,7 +476,7 @@ def finetune(
     weights_dir: Path | None = None,
     init_head: TrainedHead | None = None,
     progress: Callable[[int, int], None] | None = None,
-    on_epoch: Callable[[list[dict[str, Any]]], None] | None = None,
+    on_epoch: Callable[[list[EpochRecord]], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> FinetuneResult:
     """Fine-tune ``backbone`` on ``train`` ((path, class index) pairs), validating on ``val``.
@@ -474,7 +485,65 @@ def finetune(
     is called as each epoch ends; ``should_stop()`` is polled between batches (Cancelled).
     """
     started = time.perf_counter()
-    device = _resolve_device(config.device)
+    device = resolve_device(config.device)
+    network, pp, weights, trainable = _build_network(
+        backbone, num_classes, config, device, weights_dir, init_head
+    )
+    lr = config.learning_rate or default_learning_rate(backbone, config.train_layers)
+    balancing, class_weights = _class_weights(train, num_classes)
+    trainer = _Trainer(network, config, device, lr, class_weights)
+    halvings = _Halvings()
+    requested = config.batch_size or _default_batch(device, len(train))
+    batch = largest_fitting_batch(
+        lambda size: trainer.probe(size, pp.input_size), requested, device, halvings
+    )
+    loop = _EpochLoop(
+        trainer,
+        ImageDataset(train, train_transform(pp, config.augmentation)),
+        make_loader(
+            ImageDataset(val, _eval_transform(pp)), batch, shuffle=False, device=device, seed=0
+        ),
+        batch,
+        halvings,
+        started,
+    )
+    loop.run(progress, on_epoch, should_stop)
+    classifier, best_proba = loop.best_classifier()
+    return FinetuneResult(
+        model=classifier,
+        preprocess=pp,
+        weights=weights,
+        history=loop.history,
+        val_proba=best_proba,
+        best_epoch=loop.best_epoch,
+        start_val_loss=round(loop.start_loss, 5),
+        start_val_accuracy=round(loop.start_accuracy, 5),
+        epochs_run=len(loop.history),
+        batch_size=loop.batch,
+        batch_size_requested=requested,
+        out_of_memory_halvings=halvings.count,
+        learning_rate=lr,
+        device=device_name(device),
+        amp=trainer.amp,
+        class_balancing=balancing,
+        trainable_params=trainable,
+        total_params=sum(p.numel() for p in network.parameters()),
+        stopped=loop.stopped,
+        seconds=time.perf_counter() - started,
+        train_images_per_s=loop.train_images / loop.train_seconds if loop.train_seconds else 0.0,
+    )
+
+
+def _build_network(
+    backbone: str,
+    num_classes: int,
+    config: FinetuneConfig,
+    device: str,
+    weights_dir: Path | None,
+    init_head: TrainedHead | None,
+) -> tuple[nn.Module, Preprocess, WeightsInfo, int]:
+    """The pretrained network with its classifier (from the probe when given), the layers
+    to train unfrozen, on ``device``; returns it with the number of trainable parameters."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         network, pp, weights = create_backbone(
@@ -484,131 +553,160 @@ def finetune(
         init_classifier(network, init_head, num_classes)
     trainable = select_trainable(network, config.train_layers, config.last_blocks)
     network = network.to(device).to(memory_format=torch.channels_last)
-    lr = config.learning_rate or default_learning_rate(backbone, config.train_layers)
+    return network, pp, weights, trainable
 
+
+def _class_weights(
+    train: Sequence[tuple[Path, int]], num_classes: int
+) -> tuple[str, torch.Tensor | None]:
+    """Loss weights inverse to the class counts when the classes are imbalanced."""
     counts = np.bincount([y for _, y in train], minlength=num_classes)
-    balancing = "none"
-    class_weights = None
     if counts.min() > 0 and counts.max() / counts.min() > IMBALANCE_FOR_WEIGHTS:
-        balancing = "loss_weights"
-        class_weights = torch.tensor(len(train) / (num_classes * counts), dtype=torch.float32)
-    trainer = _Trainer(network, config, device, lr, class_weights)
+        weights = torch.tensor(len(train) / (num_classes * counts), dtype=torch.float32)
+        return "loss_weights", weights
+    return "none", None
 
-    requested = config.batch_size or (
-        min(GPU_MAX_BATCH, _pow2_floor(len(train))) if device != "cpu" else CPU_BATCH
-    )
-    halvings = 0
 
-    def halved(size: int) -> None:
-        nonlocal halvings
-        halvings += 1
+def _default_batch(device: str, n_train: int) -> int:
+    return min(GPU_MAX_BATCH, _pow2_floor(n_train)) if device != "cpu" else CPU_BATCH
+
+
+class _Halvings:
+    """Counts (and logs) each time the training batch was halved for lack of memory."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, size: int) -> None:
+        self.count += 1
         log.warning("out of memory: training batch halved to %d", size)
 
-    batch = largest_fitting_batch(
-        lambda size: trainer.probe(size, pp.input_size), requested, device, halved
-    )
-    train_set = ImageDataset(train, train_transform(pp, config.augmentation))
-    val_loader = make_loader(
-        ImageDataset(val, _eval_transform(pp)), batch, shuffle=False, device=device, seed=0
-    )
 
-    history: list[dict[str, Any]] = []
-    # Epoch 0 is the starting point (the linear probe's head): training must beat it.
-    start_loss, start_accuracy, best_proba = trainer.evaluate(val_loader)
-    best_loss, best_epoch, best_state = start_loss, 0, _state_copy(network)
-    planned = config.epochs
-    batches_done, stale, stopped = 0, 0, "epochs"
-    train_seconds, train_images = 0.0, 0
-    epoch = 0
-    while epoch < planned:
-        epoch_started = time.perf_counter()
-        while True:  # an epoch restarts with half the batch after running out of memory
+class _EpochLoop:
+    """Epochs until the plan, the patience or the time budget ends them, keeping the best.
+
+    Epoch 0 is the starting point (the linear probe's head): training must beat it.
+    """
+
+    def __init__(
+        self,
+        trainer: _Trainer,
+        train_set: ImageDataset,
+        val_loader: DataLoader,
+        batch: int,
+        halvings: _Halvings,
+        started: float,
+    ) -> None:
+        self.trainer, self.train_set, self.val_loader = trainer, train_set, val_loader
+        self.config = trainer.config
+        self.batch, self.halvings, self.started = batch, halvings, started
+        self.history: list[EpochRecord] = []
+        self.start_loss, self.start_accuracy, self.best_proba = trainer.evaluate(val_loader)
+        self.best_loss, self.best_epoch = self.start_loss, 0
+        self.best_state = _state_copy(trainer.model)
+        self.planned = self.config.epochs
+        self.stopped = "epochs"
+        self.batches_done = self.stale = 0
+        self.train_seconds, self.train_images = 0.0, 0
+
+    def run(
+        self,
+        progress: Callable[[int, int], None] | None,
+        on_epoch: Callable[[list[EpochRecord]], None] | None,
+        should_stop: Callable[[], bool] | None,
+    ) -> None:
+        while len(self.history) < self.planned:
+            epoch_started = time.perf_counter()
+            loss_sum, seen = self._train_one(progress, should_stop)
+            self.train_seconds += time.perf_counter() - epoch_started
+            self.train_images += seen
+            val_loss, val_acc, proba = self.trainer.evaluate(self.val_loader)
+            self.history.append(
+                EpochRecord(
+                    epoch=len(self.history) + 1,
+                    train_loss=round(loss_sum / max(seen, 1), 5),
+                    val_loss=round(val_loss, 5),
+                    val_accuracy=round(val_acc, 5),
+                    lr=float(f"{self.trainer.optimizer.param_groups[-1]['lr']:.3g}"),
+                    seconds=round(time.perf_counter() - epoch_started, 2),
+                )
+            )
+            if on_epoch:
+                on_epoch(list(self.history))
+            if not self._keep_best(val_loss, proba) and self.stale >= self.config.patience:
+                self.stopped = "early_stopping"
+                return
+            if not self._fits_budget(time.perf_counter() - epoch_started):
+                self.stopped = "time_budget"
+                return
+
+    def _train_one(
+        self,
+        progress: Callable[[int, int], None] | None,
+        should_stop: Callable[[], bool] | None,
+    ) -> tuple[float, int]:
+        """One epoch; it restarts with half the batch after running out of memory."""
+        epoch = len(self.history)
+        n_batches = 0
+
+        def attempt(size: int) -> tuple[float, int]:
+            nonlocal n_batches
             loader = make_loader(
-                train_set, batch, shuffle=True, device=device, seed=config.seed + epoch
+                self.train_set,
+                size,
+                shuffle=True,
+                device=self.trainer.device,
+                seed=self.config.seed + epoch,
             )
             n_batches = len(loader)
-            try:
-                loss_sum, seen = _train_epoch(
-                    trainer, loader, epoch, planned, batches_done, progress, should_stop
-                )
-                break
-            except (torch.OutOfMemoryError, RuntimeError) as exc:
-                if not _is_oom(exc) or batch <= MIN_BATCH:
-                    raise
-                _free_memory(device)
-                batch = max(MIN_BATCH, batch // 2)
-                halved(batch)
-        batches_done += n_batches
-        epoch_train_s = time.perf_counter() - epoch_started
-        train_seconds += epoch_train_s
-        train_images += seen
-        val_loss, val_acc, proba = trainer.evaluate(val_loader)
-        lr_now = trainer.optimizer.param_groups[-1]["lr"]
-        history.append(
-            {
-                "epoch": epoch + 1,
-                "train_loss": round(loss_sum / max(seen, 1), 5),
-                "val_loss": round(val_loss, 5),
-                "val_accuracy": round(val_acc, 5),
-                "lr": float(f"{lr_now:.3g}"),
-                "seconds": round(time.perf_counter() - epoch_started, 2),
-            }
-        )
-        if on_epoch:
-            on_epoch(list(history))
-        epoch += 1
-        if val_loss < best_loss - MIN_DELTA:
-            best_loss, best_epoch, stale = val_loss, epoch, 0
-            best_state = _state_copy(network)
-            best_proba = proba
-        else:
-            stale += 1
-            if stale >= config.patience:
-                stopped = "early_stopping"
-                break
-        if config.time_budget_s is not None and epoch < planned:
-            elapsed = time.perf_counter() - started
-            per_epoch = time.perf_counter() - epoch_started
-            fits = int((config.time_budget_s - elapsed) // per_epoch)
-            if fits <= 0:
-                stopped = "time_budget"
-                break
-            if epoch + fits < planned:
-                planned = epoch + fits
-                trainer.plan_schedule(planned)
+            return _train_epoch(
+                self.trainer, loader, epoch, self.planned, self.batches_done, progress, should_stop
+            )
 
-    network.load_state_dict(best_state)
-    if device != "cpu":
-        # Autocast scores are not what the exported float32 model will say: score again.
-        _, _, best_proba = trainer.evaluate(val_loader, exact=True)
-    classifier = build_classifier(
-        network.to("cpu").to(memory_format=torch.contiguous_format).float(), nn.Identity()
-    )
-    for param in classifier.parameters():
-        param.requires_grad_(False)
-    return FinetuneResult(
-        model=classifier.eval(),
-        preprocess=pp,
-        weights=weights,
-        history=history,
-        val_proba=best_proba,
-        best_epoch=best_epoch,
-        start_val_loss=round(start_loss, 5),
-        start_val_accuracy=round(start_accuracy, 5),
-        epochs_run=len(history),
-        batch_size=batch,
-        batch_size_requested=requested,
-        out_of_memory_halvings=halvings,
-        learning_rate=lr,
-        device=_device_name(device),
-        amp=trainer.amp,
-        class_balancing=balancing,
-        trainable_params=trainable,
-        total_params=sum(p.numel() for p in network.parameters()),
-        stopped=stopped,
-        seconds=time.perf_counter() - started,
-        train_images_per_s=train_images / train_seconds if train_seconds else 0.0,
-    )
+        self.batch, (loss_sum, seen) = fit_batch(
+            attempt, self.batch, self.trainer.device, self.halvings
+        )
+        self.batches_done += n_batches
+        return loss_sum, seen
+
+    def _keep_best(self, val_loss: float, proba: np.ndarray) -> bool:
+        """Remember this epoch if its validation loss is the lowest yet."""
+        if val_loss < self.best_loss - MIN_DELTA:
+            self.best_loss, self.best_epoch, self.stale = val_loss, len(self.history), 0
+            self.best_state = _state_copy(self.trainer.model)
+            self.best_proba = proba
+            return True
+        self.stale += 1
+        return False
+
+    def _fits_budget(self, epoch_s: float) -> bool:
+        """Whether another epoch fits the time budget; shortens the plan to what fits."""
+        budget = self.config.time_budget_s
+        epoch = len(self.history)
+        if budget is None or epoch >= self.planned:
+            return True
+        fits = int((budget - (time.perf_counter() - self.started)) // epoch_s)
+        if fits <= 0:
+            return False
+        if epoch + fits < self.planned:
+            self.planned = epoch + fits
+            self.trainer.plan_schedule(self.planned)
+        return True
+
+    def best_classifier(self) -> tuple[nn.Module, np.ndarray]:
+        """The best epoch's network as a CPU float32 classifier, and its validation scores."""
+        network = self.trainer.model
+        network.load_state_dict(self.best_state)
+        proba = self.best_proba
+        if self.trainer.device != "cpu":
+            # Autocast scores are not what the exported float32 model will say: score again.
+            _, _, proba = self.trainer.evaluate(self.val_loader, exact=True)
+        classifier = build_classifier(
+            network.to("cpu").to(memory_format=torch.contiguous_format).float(), nn.Identity()
+        )
+        for param in classifier.parameters():
+            param.requires_grad_(False)
+        return classifier.eval(), proba
 
 
 def _train_epoch(
@@ -637,15 +735,3 @@ def _train_epoch(
 
 def _state_copy(network: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True) for k, v in network.state_dict().items()}
-
-
-def _resolve_device(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
-
-
-def _device_name(device: str) -> str:
-    if device.startswith("cuda"):
-        return f"{device} ({torch.cuda.get_device_name(device)})"
-    return f"cpu ({torch.get_num_threads()} threads)"

@@ -6,18 +6,16 @@ with :func:`import_weights`, or the Hugging Face cache as timm would use it), th
 **download** (the hub, when reachable). Weights files are never unpickled freely:
 safetensors, or ``torch.load(weights_only=True)``.
 
-torch, timm and huggingface_hub are imported lazily so that :func:`weights_status` for
-zoo backbones stays cheap enough for the API process.
+Finding what is already on this machine is ``backend.runs.zoo.local_weights``, the same
+lookup the API lists backbones with; this module adds timm's hub location for names outside
+the zoo, downloads, digests and loading. torch, timm and huggingface_hub are imported lazily.
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
-import importlib.util
 import os
 import socket
-import tempfile
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -25,7 +23,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlparse
 
-from backend.runs.zoo import BUNDLED_PACKAGES
+from backend.runs.zoo import (
+    HubWeights,
+    bundled_backbones,
+    get_backbone_spec,
+    imported_weights_path,
+    local_weights,
+    split_tag,
+)
+from backend.storage import atomic_path, file_sha256
 from worker.ml.errors import InvalidWeights, UnknownBackbone, WeightsUnavailable
 
 if TYPE_CHECKING:
@@ -33,9 +39,7 @@ if TYPE_CHECKING:
     from torch import nn
 
 WeightsSource = Literal["bundled", "cached", "download", "scratch"]
-WeightsStatus = Literal["bundled", "cached", "download", "unavailable"]
 
-HF_FILENAMES = ("model.safetensors", "pytorch_model.bin")
 SCRATCH_SEED = 0
 _TRUTHY = {"1", "true", "yes", "on"}
 
@@ -47,40 +51,6 @@ class WeightsInfo:
     source: WeightsSource
     digest: str
     path: str | None = None
-
-
-def _split_tag(name: str) -> tuple[str, str | None]:
-    arch, _, tag = name.partition(".")
-    return arch, tag or None
-
-
-def bundled_weights_file(name: str) -> Path | None:
-    """The .pth file of a bundled backbone, or None if the name or package is absent."""
-    arch, tag = _split_tag(name)
-    package = BUNDLED_PACKAGES.get(arch)
-    if package is None or tag not in (None, "in1k"):
-        return None
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for location in spec.submodule_search_locations:
-        found = sorted(Path(location).glob("**/*.pth"))
-        if found:
-            return found[0]
-    return None
-
-
-def bundled_backbones() -> list[str]:
-    """Names of backbones whose weights are installed with the product."""
-    return [name for name in BUNDLED_PACKAGES if bundled_weights_file(name) is not None]
-
-
-def imported_weights_file(name: str, weights_dir: Path | None) -> Path | None:
-    """Where :func:`import_weights` stores a model's weights, if it did."""
-    if weights_dir is None:
-        return None
-    path = Path(weights_dir) / f"{name.replace('/', '--')}.safetensors"
-    return path if path.is_file() else None
 
 
 def _env_offline() -> bool:
@@ -119,71 +89,39 @@ def is_online(offline: bool | None = None) -> bool:
     return not _env_offline() and _hub_reachable()
 
 
-def _hf_repo(name: str) -> tuple[str | None, tuple[str, ...]]:
-    """The hub repository and candidate filenames timm would load for ``name``."""
-    from worker.ml.backbones import get_backbone_spec
-
+def hub_weights(name: str) -> HubWeights | None:
+    """Where the hub keeps ``name``'s weights: the zoo's entry, else timm's pretrained cfg."""
     spec = get_backbone_spec(name)
     if spec is not None:
-        return spec.hf_hub_id, HF_FILENAMES
+        return HubWeights(spec.hf_hub_id)
     import timm
+    from timm.models import get_pretrained_cfg
 
     if not timm.is_model(name):
         raise UnknownBackbone(name)
-    from timm.models import get_pretrained_cfg
-
     cfg = get_pretrained_cfg(name)
     if cfg is None or not cfg.hf_hub_id:
-        return None, ()
-    filename = getattr(cfg, "hf_hub_filename", None)
-    return cfg.hf_hub_id, (filename,) if filename else HF_FILENAMES
-
-
-def hf_cached_file(name: str) -> Path | None:
-    """The weights file of ``name`` already in the Hugging Face cache, if any."""
-    from huggingface_hub import try_to_load_from_cache
-
-    repo_id, filenames = _hf_repo(name)
-    if repo_id is None:
         return None
-    for filename in filenames:
-        found = try_to_load_from_cache(repo_id, filename)
-        if isinstance(found, str):
-            return Path(found)
-    return None
-
-
-def weights_status(
-    name: str, weights_dir: Path | None = None, *, offline: bool | None = None
-) -> WeightsStatus:
-    """Where ``name``'s pretrained weights would come from; never blocks on the network."""
-    if bundled_weights_file(name) is not None:
-        return "bundled"
-    if imported_weights_file(name, weights_dir) is not None or hf_cached_file(name) is not None:
-        return "cached"
-    repo_id, _ = _hf_repo(name)
-    return "download" if repo_id is not None and is_online(offline) else "unavailable"
+    filename = getattr(cfg, "hf_hub_filename", None)
+    return HubWeights(cfg.hf_hub_id, (filename,)) if filename else HubWeights(cfg.hf_hub_id)
 
 
 def resolve_weights(
     name: str, weights_dir: Path | None = None, *, offline: bool | None = None
 ) -> WeightsInfo:
     """Find (downloading if allowed and needed) the weights file of ``name``."""
-    bundled = bundled_weights_file(name)
-    if bundled is not None:
-        return WeightsInfo("bundled", file_digest(bundled), str(bundled))
-    local = imported_weights_file(name, weights_dir) or hf_cached_file(name)
+    hub = hub_weights(name)
+    local = local_weights(name, weights_dir, hub)
     if local is not None:
-        return WeightsInfo("cached", file_digest(local), str(local))
-    repo_id, filenames = _hf_repo(name)
-    if repo_id is None or not is_online(offline):
+        return WeightsInfo(local.source, file_digest(local.path), str(local.path))
+    if hub is None or not is_online(offline):
         raise WeightsUnavailable(name, bundled_backbones())
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError
 
-    for filename in filenames:
+    for filename in hub.filenames:
         try:
-            path = Path(hf_hub_download(repo_id, filename))
+            path = Path(hf_hub_download(hub.repo_id, filename))
         except EntryNotFoundError:
             continue
         except OSError as exc:  # network failures surface as OSError subclasses
@@ -193,18 +131,14 @@ def resolve_weights(
 
 
 def file_digest(path: Path) -> str:
-    """SHA-256 of a file, remembered while the file is unchanged."""
+    """SHA-256 of a weights file, remembered while the file is unchanged."""
     stat = Path(path).stat()
-    return _digest(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+    return _digest(Path(path).resolve(), stat.st_size, stat.st_mtime_ns)
 
 
 @functools.lru_cache(maxsize=64)
-def _digest(path: str, size: int, mtime_ns: int) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+def _digest(path: Path, size: int, mtime_ns: int) -> str:
+    return file_sha256(path)
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -297,7 +231,7 @@ def _bundled_state_dict(name: str, path: Path) -> dict[str, torch.Tensor]:
     import timm
     import torch
 
-    arch, _ = _split_tag(name)
+    arch, _ = split_tag(name)
     source = read_state_dict(path)
     with torch.device("meta"):
         reference = timm.create_model(arch, pretrained=False).state_dict()
@@ -340,16 +274,8 @@ def import_weights(file: Path | str, model_name: str, weights_dir: Path | str) -
     model = timm.create_model(model_name, pretrained=False)
     # The model has timm's default head, so a checkpoint's matching ImageNet head is kept.
     kept = _fit_state_dict(model, state, model_name)
-    out_dir = Path(weights_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    target = out_dir / f"{model_name.replace('/', '--')}.safetensors"
+    target = imported_weights_path(Path(weights_dir), model_name)
     tensors = {k: v.detach().contiguous().clone() for k, v in kept.items()}
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=out_dir)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata={"model": model_name, "source": Path(file).name})
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(target) as tmp:
+        save_file(tensors, str(tmp), metadata={"model": model_name, "source": Path(file).name})
     return WeightsInfo("cached", file_digest(target), str(target))

@@ -12,15 +12,6 @@ import { tryModelCard } from "./trymodel.js";
 
 const MISTAKES_SHOWN = 24;
 
-/** 95% Wilson interval for an accuracy measured on n images. */
-export function wilson(p, n, z = 1.96) {
-  if (!n) return [0, 1];
-  const denom = 1 + (z * z) / n;
-  const centre = (p + (z * z) / (2 * n)) / denom;
-  const half = (z * Math.sqrt((p * (1 - p)) / n + (z * z) / (4 * n * n))) / denom;
-  return [Math.max(0, centre - half), Math.min(1, centre + half)];
-}
-
 function tile(label, value, note, { big = false } = {}) {
   return h("div", { class: `metric${big ? " metric-big" : ""}` },
     h("div", { class: "metric-label" }, label),
@@ -33,24 +24,12 @@ function card(title, body, { id, extra } = {}) {
     h("div", { class: "card-head" }, h("h2", {}, title), extra || null), body);
 }
 
-function evalSplit(predictions, metrics) {
-  if (metrics.eval_split) return metrics.eval_split;
-  const total = metrics.confusion_matrix?.matrix?.flat().reduce((a, b) => a + b, 0) ?? null;
-  const bySplit = new Map();
-  for (const item of predictions.items) bySplit.set(item.split, (bySplit.get(item.split) || 0) + 1);
-  for (const [split, n] of bySplit) if (n === total) return split;
-  return bySplit.has("val") ? "val" : [...bySplit.keys()][0];
-}
-
 function headline(run) {
+  // The interval and the baseline are computed by the server, on the images scored.
   const m = run.metrics;
-  const matrixTotal = m.confusion_matrix?.matrix?.flat().reduce((a, b) => a + b, 0);
-  const nVal = m.n_val ?? matrixTotal ?? 0;
-  const [lo, hi] = wilson(m.accuracy, nVal);
-  const supports = Object.entries(m.per_class || {}).map(([name, c]) => [name, c.support || 0]);
-  const totalSupport = supports.reduce((sum, [, n]) => sum + n, 0);
-  const [majority, majorityN] = supports.sort((a, b) => b[1] - a[1])[0] || ["", 0];
-  const baseline = totalSupport ? majorityN / totalSupport : null;
+  const nVal = m.n_images;
+  const [lo, hi] = m.accuracy_interval;
+  const baseline = m.majority_baseline;
 
   const tiles = h("div", { class: "metrics" },
     tile("Accuracy", percent(m.accuracy), nVal ? `95% range ${percent(lo, 0)}–${percent(hi, 0)} on ${plural(nVal, "validation image")}` : null, { big: true }),
@@ -63,8 +42,8 @@ function headline(run) {
   if (nVal && nVal < 30) {
     warnings.push(`Measured on only ${plural(nVal, "validation image")}: the real accuracy could be anywhere between ${percent(lo, 0)} and ${percent(hi, 0)}. Add more images for a firmer number.`);
   }
-  if (baseline !== null && m.accuracy - baseline < 0.1) {
-    warnings.push(`Always answering “${majority}” would already score ${percent(baseline, 0)}, so this model adds little. More images, or a different backbone, may help.`);
+  if (baseline && m.accuracy - baseline.accuracy < 0.1) {
+    warnings.push(`Always answering “${baseline.label}” would already score ${percent(baseline.accuracy, 0)}, so this model adds little. More images, or a different backbone, may help.`);
   }
   const thin = Object.entries(m.per_class || {}).filter(([, c]) => c.support > 0 && c.support < 5).map(([name]) => name);
   if (thin.length) {
@@ -181,8 +160,7 @@ export async function renderDashboard(container, run, { plotlyUrl, cellDialog })
     api(`/runs/${run.id}/predictions`).catch(() => ({ labels: [], items: [] })),
     loadPlotly(plotlyUrl).catch(() => null),
   ]);
-  const split = evalSplit(predictions, metrics);
-  const held = predictions.items.filter((item) => item.split === split);
+  const held = predictions.items.filter((item) => item.split === metrics.eval_split);
   // Where the model looked (a heatmap overlay), and fix where found: relabel, move or
   // delete the image from its tile (with Undo).
   const extra = (item, frame) => h("div", { class: "pred-tools" },

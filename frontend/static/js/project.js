@@ -12,7 +12,6 @@ import { filesFromDrop, filesFromInput, UploadJob } from "./upload.js";
 
 const app = document.getElementById("project-app");
 const projectId = Number(app.dataset.projectId);
-const MIN_TO_TRAIN = 2;
 const FEW = 10;
 
 let project = null;
@@ -57,9 +56,10 @@ function renderHeader() {
 }
 
 function labelWarning(label) {
-  if (label.count < MIN_TO_TRAIN) {
+  const needed = project.readiness.min_images_per_label;
+  if (label.count < needed) {
     return h("p", { class: "label-warning is-bad" }, icon("alert"),
-      `Needs at least ${MIN_TO_TRAIN} images to train (has ${label.count}).`);
+      `Needs at least ${needed} images to train (has ${label.count}).`);
   }
   if (label.count < FEW) {
     return h("p", { class: "label-warning is-warn" }, icon("alert"),
@@ -162,16 +162,10 @@ function renderSplits() {
 }
 
 function renderReadiness() {
-  const hint = document.getElementById("train-hint");
-  const ready = project.labels.filter((label) => label.count >= MIN_TO_TRAIN);
-  const button = document.getElementById("train-button");
-  let message = null;
-  if (!project.image_count) message = "Upload some pictures to start: drop a folder with one sub-folder per label.";
-  else if (ready.length < 2) {
-    message = `To train, give at least two labels ${MIN_TO_TRAIN} or more images each (${ready.length} ${ready.length === 1 ? "label is" : "labels are"} ready).`;
-  }
-  button.disabled = Boolean(message);
-  showError(hint, message);
+  // The server applies the rule a run applies when it starts.
+  const { ready, blocker } = project.readiness;
+  document.getElementById("train-button").disabled = !ready;
+  showError(document.getElementById("train-hint"), blocker);
 }
 
 async function uploadItems(items) {

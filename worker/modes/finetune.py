@@ -1,0 +1,157 @@
+"""Whole-model transfer as a run: linear-probe start, fine-tuning, the same outputs as linear."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from backend.runs.models import RunMode
+from backend.runs.schemas import FinetuneReport, LinearProbeReport, RunMetrics, RunOptions
+from worker.modes.base import (
+    Example,
+    ModeContext,
+    Outcome,
+    Reporter,
+    evaluation,
+    register_mode,
+    weights_used,
+)
+from worker.modes.embeddings import embed_splits, labels_of
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from backend.inference.preprocess import Preprocess
+    from worker.ml.finetune import FinetuneConfig, FinetuneResult
+
+PROBE_SPAN = (0.02, 0.15)
+TRAIN_SPAN = (0.16, 0.93)
+
+
+def finetune_config(options: RunOptions) -> FinetuneConfig:
+    """The run's options as the fine-tuning step takes them."""
+    from worker.ml.finetune import FinetuneConfig
+
+    return FinetuneConfig(
+        train_layers=options.train_layers,
+        last_blocks=options.last_blocks,
+        epochs=options.epochs,
+        time_budget_s=options.time_budget_s,
+        batch_size=options.batch_size,
+        learning_rate=options.learning_rate,
+        layer_decay=options.layer_decay,
+        label_smoothing=options.label_smoothing,
+        augmentation=options.augmentation,
+        seed=options.seed,
+        pretrained=options.pretrained,
+    )
+
+
+@register_mode(RunMode.FINETUNE)
+def train_finetune(
+    examples: list[Example], options: RunOptions, reporter: Reporter, context: ModeContext
+) -> Outcome:
+    from worker.ml.finetune import finetune
+    from worker.ml.heads import train_head
+
+    # Cached embeddings give a linear probe in seconds: the classifier starts from it.
+    data = embed_splits(examples, context, reporter, PROBE_SPAN)
+    started = time.perf_counter()
+    probe = train_head(data.X_train, labels_of(data.train), "logreg", seed=options.seed)
+    probe_s = time.perf_counter() - started
+    labels = [str(c) for c in probe.classes]
+    probe_scores = evaluation(labels, data.val, probe.predict_proba(data.X_val))
+
+    config = finetune_config(options)
+    reporter.stage("fine-tuning", TRAIN_SPAN[0])
+    index = {label: i for i, label in enumerate(labels)}
+    result = finetune(
+        [(e.path, index[e.label]) for e in data.train],
+        [(e.path, index[e.label]) for e in data.val],
+        context.backbone,
+        len(labels),
+        config,
+        weights_dir=context.settings.weights_dir,
+        init_head=probe,
+        progress=lambda done, total: reporter.items(done, total, *TRAIN_SPAN),
+        on_epoch=reporter.record_history,
+        should_stop=reporter.should_stop,
+    )
+
+    reporter.stage("evaluating", 0.94)
+    scores = evaluation(labels, data.val, result.val_proba)
+    test = None
+    if data.test:
+        test_proba = _predict(result.model, data.test, result.preprocess)
+        test = evaluation(labels, data.test, test_proba)
+    weights = weights_used(result.weights)
+    metrics = RunMetrics(
+        **dict(scores),
+        n_train=len(data.train),
+        n_val=len(data.val),
+        n_test=len(data.test),
+        test=test,
+        epochs_run=result.epochs_run,
+        best_epoch=result.best_epoch,
+        batch_size=result.batch_size,
+        finetune=finetune_report(config, result),
+        linear_probe=LinearProbeReport(accuracy=probe_scores.accuracy, C=probe.params.get("C")),
+        featurized=data.featurized,
+        timings={
+            "featurize_s": round(data.featurize_s, 3),
+            "linear_probe_s": round(probe_s, 3),
+            "finetune_s": round(result.seconds, 3),
+        },
+        weights=weights,
+    )
+    return Outcome(
+        labels=labels,
+        val_examples=data.val,
+        val_proba=result.val_proba,
+        metrics=metrics,
+        build_model=lambda: result.model,
+        preprocess=result.preprocess,
+        backbone=context.backbone,
+        weights=weights,
+        history=result.history,
+    )
+
+
+def finetune_report(config: FinetuneConfig, result: FinetuneResult) -> FinetuneReport:
+    return FinetuneReport(
+        train_layers=config.train_layers,
+        last_blocks=config.last_blocks if config.train_layers == "last_blocks" else None,
+        epochs_planned=config.epochs,
+        stopped=result.stopped,
+        learning_rate=result.learning_rate,
+        layer_decay=config.layer_decay,
+        label_smoothing=config.label_smoothing,
+        augmentation=config.augmentation,
+        batch_size_requested=result.batch_size_requested,
+        out_of_memory_halvings=result.out_of_memory_halvings,
+        class_balancing=result.class_balancing,
+        device=result.device,
+        amp=result.amp,
+        trainable_params=result.trainable_params,
+        total_params=result.total_params,
+        train_images_per_s=round(result.train_images_per_s, 2),
+        start_val_loss=result.start_val_loss,
+        start_val_accuracy=result.start_val_accuracy,
+    )
+
+
+def _predict(model: nn.Module, examples: list[Example], preprocess: Preprocess) -> np.ndarray:
+    """Probabilities of the final CPU model on ``examples`` (the test split)."""
+    import torch
+
+    from backend.inference.preprocess import load_image
+
+    rows = []
+    with torch.no_grad():
+        for start in range(0, len(examples), 32):
+            chunk = examples[start : start + 32]
+            batch = np.stack([load_image(e.path, preprocess) for e in chunk])
+            rows.append(model(torch.from_numpy(batch)).numpy())
+    return np.concatenate(rows)
