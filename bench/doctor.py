@@ -108,6 +108,7 @@ def main() -> int:
         start = time.perf_counter()
         report = examine(pictures, embedded.embeddings, signatures, embedded.preprocess.input_size)
         first_examine = time.perf_counter() - start
+        print(f"first report: signatures {first_signatures:.1f} s, examine {first_examine:.1f} s")
 
         start = time.perf_counter()
         signatures, _ = picture_signatures(thumbs, Path(tmp))

@@ -19,9 +19,11 @@ Nothing here knows about HTTP or the database: :func:`examine` takes plain array
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from collections import Counter
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -207,7 +209,7 @@ def is_same_photo(a: Signature, b: Signature, cosine: float) -> bool:
     """Do two pictures show the same photo (resized, recompressed, cropped or flipped)?"""
     if hash_distance(a, b) <= SAME_HASH_BITS and cosine >= CANDIDATE_COSINE:
         return True
-    return matching_points(a, b) >= MIN_INLIERS
+    return matching_points(a, b, enough=MIN_INLIERS) >= MIN_INLIERS
 
 
 def near_duplicate_groups(
@@ -219,17 +221,23 @@ def near_duplicate_groups(
     if n < 2:
         return []
     nbr_index, nbr_sims = nearest_neighbours(Z, 3)
-    confirmed: list[tuple[int, int]] = []
-    exact: set[tuple[int, int]] = set()
+    candidates = sorted(candidate_pairs(nbr_index, nbr_sims, signatures))
+
+    def check(pair: tuple[int, int]) -> bool:
+        i, j = pair
+        return is_same_photo(signatures[i], signatures[j], float(Z[i] @ Z[j]))
+
+    # OpenCV matches and fits without the GIL: one thread per core checks pairs.
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        same = list(pool.map(check, candidates, chunksize=64))
+    confirmed = [pair for pair, ok in zip(candidates, same, strict=True) if ok]
     unit = raw / np.maximum(np.linalg.norm(raw, axis=1, keepdims=True), 1e-12)
-    for i, j in sorted(candidate_pairs(nbr_index, nbr_sims, signatures)):
-        cosine = float(Z[i] @ Z[j])
-        if is_same_photo(signatures[i], signatures[j], cosine):
-            confirmed.append((i, j))
-            if float(unit[i] @ unit[j]) >= EXACT_COSINE and (
-                hash_distance(signatures[i], signatures[j]) == 0
-            ):
-                exact.add((i, j))
+    exact = {
+        (i, j)
+        for i, j in confirmed
+        if float(unit[i] @ unit[j]) >= EXACT_COSINE
+        and hash_distance(signatures[i], signatures[j]) == 0
+    }
     if not confirmed:
         return []
     rows, cols = zip(*confirmed, strict=True)

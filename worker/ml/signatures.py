@@ -9,12 +9,11 @@ matches agree on one similarity transform; different photos of one subject do no
 distinct hymenoptera photos).
 
 Signatures are computed from the stored 256 px thumbnails and cached like embeddings:
-one ``.npz`` per SHA-256 under ``cache_dir/signatures/<version>/``.
+one file per SHA-256 under ``cache_dir/signatures/<version>/``.
 """
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 from collections.abc import Sequence
@@ -33,7 +32,7 @@ log = logging.getLogger(__name__)
 # The thread pool below gives each picture a core; OpenCV's own threads would only contend.
 cv2.setNumThreads(1)
 
-SIGNATURE_VERSION = "v1"
+SIGNATURE_VERSION = "v2"
 SIDE_PX = 256
 ORB_FEATURES = 300
 # Mean spread between the strongest and weakest colour channel (0-255) under which a
@@ -97,43 +96,61 @@ def picture_signature(path: str | Path) -> Signature:
 
 
 class SignatureCache:
-    """One ``<sha256>.npz`` per picture, two-level fan-out, written whole or not at all."""
+    """One ``<sha256>.sig`` per picture, two-level fan-out, written whole or not at all.
+
+    The format is one flat buffer (hashes, spread, keypoint counts, then the arrays):
+    reading 5,000 of them must take a second, not the twenty that ``.npz`` files took."""
 
     def __init__(self, cache_dir: Path) -> None:
         self.dir = Path(cache_dir) / "signatures" / SIGNATURE_VERSION
 
     def _path(self, sha: str) -> Path:
-        return self.dir / sha[:2] / f"{sha}.npz"
+        return self.dir / sha[:2] / f"{sha}.sig"
 
     def get(self, sha: str) -> Signature | None:
         try:
-            with np.load(self._path(sha)) as data:
-                return Signature(
-                    phash=data["phash"],
-                    phash_mirror=data["phash_mirror"],
-                    colour_spread=float(data["colour_spread"]),
-                    points=data["points"],
-                    descriptors=data["descriptors"],
-                    points_mirror=data["points_mirror"],
-                    descriptors_mirror=data["descriptors_mirror"],
-                )
-        except (FileNotFoundError, ValueError, OSError, KeyError):
+            return _unpack(self._path(sha).read_bytes())
+        except (FileNotFoundError, ValueError, OSError):
             return None  # absent, or damaged: recompute and overwrite
 
     def put(self, sha: str, signature: Signature) -> None:
-        buffer = io.BytesIO()
-        np.savez(
-            buffer,
-            phash=signature.phash,
-            phash_mirror=signature.phash_mirror,
-            colour_spread=np.float32(signature.colour_spread),
-            points=signature.points,
-            descriptors=signature.descriptors,
-            points_mirror=signature.points_mirror,
-            descriptors_mirror=signature.descriptors_mirror,
-        )
         with atomic_path(self._path(sha)) as tmp:
-            tmp.write_bytes(buffer.getvalue())
+            tmp.write_bytes(_pack(signature))
+
+
+_HEADER = np.dtype([("spread", "<f4"), ("n", "<i4"), ("n_mirror", "<i4")])
+
+
+def _pack(s: Signature) -> bytes:
+    header = np.array([(s.colour_spread, len(s.points), len(s.points_mirror))], dtype=_HEADER)
+    parts = [s.phash, s.phash_mirror, header, s.points, s.descriptors]
+    parts += [s.points_mirror, s.descriptors_mirror]
+    return b"".join(np.ascontiguousarray(part).tobytes() for part in parts)
+
+
+def _unpack(data: bytes) -> Signature:
+    header = np.frombuffer(data, dtype=_HEADER, count=1, offset=16)[0]
+    n, n_mirror = int(header["n"]), int(header["n_mirror"])
+    offset = 16 + _HEADER.itemsize
+
+    def take(dtype: str, count: int, shape: tuple[int, int]) -> np.ndarray:
+        nonlocal offset
+        array = np.frombuffer(data, dtype=dtype, count=count, offset=offset).reshape(shape)
+        offset += array.nbytes
+        return array
+
+    signature = Signature(
+        phash=np.frombuffer(data, np.uint8, 8, 0),
+        phash_mirror=np.frombuffer(data, np.uint8, 8, 8),
+        colour_spread=float(header["spread"]),
+        points=take("<f4", n * 2, (n, 2)),
+        descriptors=take("u1", n * 32, (n, 32)),
+        points_mirror=take("<f4", n_mirror * 2, (n_mirror, 2)),
+        descriptors_mirror=take("u1", n_mirror * 32, (n_mirror, 32)),
+    )
+    if offset != len(data):
+        raise ValueError("damaged signature file")
+    return signature
 
 
 def _signature_or_none(path: str | Path) -> Signature | None:
@@ -187,19 +204,25 @@ def hash_matrix(signatures: Sequence[Signature]) -> tuple[np.ndarray, np.ndarray
     return plain, mirror
 
 
-def matching_points(a: Signature, b: Signature) -> int:
+def matching_points(a: Signature, b: Signature, enough: int | None = None) -> int:
     """ORB matches of ``a`` and ``b`` that one similarity transform explains (RANSAC
-    inliers), the better of ``b`` as it is and mirrored."""
-    matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
-    best = 0
+    inliers), the better of ``b`` as it is and mirrored. The orientation whose perceptual
+    hash is closer is tried first, and the other not at all once ``enough`` are found."""
     if len(a.descriptors) < MIN_MATCHES:
         return 0
-    for points, descriptors in ((b.points, b.descriptors), (b.points_mirror, b.descriptors_mirror)):
+    orientations = [(b.points, b.descriptors), (b.points_mirror, b.descriptors_mirror)]
+    plain = int(np.unpackbits(a.phash ^ b.phash).sum())
+    if int(np.unpackbits(a.phash ^ b.phash_mirror).sum()) < plain:
+        orientations.reverse()
+    matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
+    best = 0
+    for points, descriptors in orientations:
         if len(descriptors) < MIN_MATCHES:
             continue
         pairs = matcher.knnMatch(a.descriptors, descriptors, k=2)
         good = [p[0] for p in pairs if len(p) == 2 and p[0].distance < RATIO_TEST * p[1].distance]
-        if len(good) < MIN_MATCHES:
+        # RANSAC keeps at most the matches it is given: too few cannot make ``enough``.
+        if len(good) < max(MIN_MATCHES, enough or 0):
             continue
         source = a.points[[m.queryIdx for m in good]]
         target = points[[m.trainIdx for m in good]]
@@ -208,4 +231,6 @@ def matching_points(a: Signature, b: Signature) -> int:
         )
         if transform is not None and mask is not None:
             best = max(best, int(mask.sum()))
+        if enough is not None and best >= enough:
+            break
     return best
