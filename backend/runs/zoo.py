@@ -33,7 +33,7 @@ class BackboneSpec:
     family: str
     params_m: float
     input_size: int
-    imagenet_top1: float
+    imagenet_top1: float | None  # None: pretrained without an ImageNet-1k classifier
     pretrained_tag: str
     notes: str = ""
 
@@ -73,6 +73,30 @@ for _spec in (
     BackboneSpec("vit_small_patch16_224", "vit", 22.05, 224, 81.384, "augreg_in21k_ft_in1k",
                  "ImageNet-21k pretraining."),
     BackboneSpec("deit_small_patch16_224", "deit", 22.05, 224, 79.844, "fb_in1k"),
+    # Modern general-purpose feature extractors (weights from the hub, or imported offline).
+    BackboneSpec("convnextv2_nano", "convnextv2", 15.62, 224, 82.664, "fcmae_ft_in22k_in1k",
+                 "FCMAE + ImageNet-22k; top-1 measured at 288 px. Weights licence "
+                 "CC-BY-NC-4.0 (non-commercial use only)."),
+    BackboneSpec("convnextv2_tiny", "convnextv2", 28.64, 224, 84.416, "fcmae_ft_in22k_in1k",
+                 "FCMAE + ImageNet-22k; top-1 measured at 288 px. Weights licence "
+                 "CC-BY-NC-4.0 (non-commercial use only)."),
+    BackboneSpec("vit_small_patch14_dinov2", "dinov2", 22.06, 518, None, "lvd142m",
+                 "DINOv2 self-supervised features (LVD-142M), no ImageNet classifier; 518 px "
+                 "input: GPU recommended."),
+    BackboneSpec("vit_base_patch14_dinov2", "dinov2", 86.58, 518, None, "lvd142m",
+                 "DINOv2 self-supervised features (LVD-142M), no ImageNet classifier; 518 px "
+                 "input: GPU recommended."),
+    BackboneSpec("vit_base_patch16_siglip_224", "siglip", 92.88, 224, None, "v2_webli",
+                 "SigLIP 2 image tower (WebLI image-text pretraining), no ImageNet classifier."),
+    BackboneSpec("vit_base_patch16_clip_224", "clip", 86.57, 224, 86.174,
+                 "laion2b_ft_in12k_in1k",
+                 "CLIP image tower (LAION-2B), fine-tuned on ImageNet-12k then 1k."),
+    BackboneSpec("eva02_small_patch14_224", "eva02", 21.62, 224, None, "mim_in22k",
+                 "EVA-02 masked-image-modelling features (ImageNet-22k), no ImageNet "
+                 "classifier."),
+    BackboneSpec("eva02_base_patch14_224", "eva02", 85.76, 224, None, "mim_in22k",
+                 "EVA-02 masked-image-modelling features (ImageNet-22k), no ImageNet "
+                 "classifier. GPU recommended."),
 ):  # fmt: skip
     register_backbone(_spec)
 

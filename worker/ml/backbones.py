@@ -2,7 +2,9 @@
 
 Any timm model name is accepted; the zoo adds figures people choose by. ImageNet top-1
 and parameter counts come from timm's ``results/results-imagenet.csv`` for the default
-pretrained tag (evaluated at that row's test resolution, noted where it differs).
+pretrained tag (evaluated at that row's test resolution, noted where it differs); weights
+pretrained without an ImageNet-1k classifier (DINOv2, SigLIP, EVA-02 MIM) have no top-1,
+and their parameter count is the feature extractor's.
 torch and timm are imported only when a model is built, so listing the zoo is cheap.
 """
 
