@@ -78,3 +78,23 @@ def test_openvino_and_onnxruntime_agree(images: list[Image], fresh_cache: Path) 
     ov = embed_images(items, BACKBONE, cache_dir=fresh_cache / "ov", runtime="openvino")
     assert (ort.runtime, ov.runtime) == ("onnxruntime", "openvino")
     assert np.abs(ort.embeddings - ov.embeddings).max() < 1e-3
+
+
+def test_flipped_view_is_the_mirrored_input_cached_apart(
+    images: list[Image], fresh_cache: Path
+) -> None:
+    from backend.inference.preprocess import load_image
+    from worker.ml.features import _cpu_runner
+
+    items = _items(images[:4])
+    plain = embed_images(items, BACKBONE, cache_dir=fresh_cache)
+    flipped = embed_images(items, BACKBONE, cache_dir=fresh_cache, hflip=True)
+    assert flipped.n_computed == 4  # its own cache entries, not the plain view's
+    assert embed_images(items, BACKBONE, cache_dir=fresh_cache, hflip=True).n_cached == 4
+    assert embed_images(items, BACKBONE, cache_dir=fresh_cache).n_cached == 4
+    assert np.abs(flipped.embeddings - plain.embeddings).max() > 1e-2
+    # Exactly what an exported graph computes: the preprocessed image, last axis reversed.
+    assert plain.feature_graph is not None
+    run = _cpu_runner(str(plain.feature_graph), "onnxruntime", 2)
+    mirrored = np.stack([load_image(im.path, plain.preprocess)[..., ::-1] for im in images[:4]])
+    assert np.abs(run(np.ascontiguousarray(mirrored)) - flipped.embeddings).max() < 1e-4

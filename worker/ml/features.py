@@ -1,6 +1,7 @@
 """Batched featurization with a persistent embedding cache.
 
-Embeddings are cached per (image SHA-256, backbone, weights digest, preprocessing): one
+Embeddings are cached per (image SHA-256, backbone, weights digest, preprocessing, view —
+the image itself or its horizontal mirror, for flip test-time augmentation): one
 folder per cache key holding one ``.npy`` per image, each written to a temporary name
 and renamed, so concurrent workers never see a partial file. On CPU the backbone runs
 as an exported ONNX graph (OpenVINO or ONNX Runtime); on CUDA in PyTorch with autocast
@@ -63,13 +64,19 @@ class EmbeddingResult:
         return ~np.isnan(self.embeddings).any(axis=1)
 
 
-def cache_key(backbone: str, weights: WeightsInfo, preprocess: Preprocess) -> str:
-    """Name of the cache folder for embeddings of one backbone, weights and preprocessing."""
-    blob = json.dumps(
-        {"backbone": backbone, "weights": weights.digest, "preprocess": preprocess.to_dict()},
-        sort_keys=True,
-    )
-    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+def cache_key(
+    backbone: str, weights: WeightsInfo, preprocess: Preprocess, hflip: bool = False
+) -> str:
+    """Name of the cache folder for embeddings of one backbone, weights, preprocessing and
+    view (``hflip``: the preprocessed image mirrored left-right)."""
+    spec: dict[str, object] = {
+        "backbone": backbone,
+        "weights": weights.digest,
+        "preprocess": preprocess.to_dict(),
+    }
+    if hflip:  # absent for the plain view, so its existing cache keys stay valid
+        spec["view"] = "hflip"
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:24]
 
 
 class EmbeddingCache:
@@ -197,9 +204,12 @@ def embed_images(
     threads: int | None = None,
     runtime: Runtime = "auto",
     offline: bool | None = None,
+    hflip: bool = False,
 ) -> EmbeddingResult:
     """Pooled backbone features of ``items`` ((sha256, path) pairs), cached on disk.
 
+    With ``hflip`` the features are those of each preprocessed image mirrored left-right
+    (the last axis reversed, as an exported flip-averaging graph does), cached apart.
     Only images missing from the cache are decoded and run through the backbone.
     ``progress(done, total)`` is called after each batch, ``should_stop()`` before each
     (raising Cancelled); unreadable images are skipped and listed in ``failed``.
@@ -207,7 +217,7 @@ def embed_images(
     start = time.perf_counter()
     threads = threads or os.cpu_count() or 1
     model, pp, weights = create_backbone(backbone, weights_dir=weights_dir, offline=offline)
-    cache = EmbeddingCache(cache_dir, cache_key(backbone, weights, pp))
+    cache = EmbeddingCache(cache_dir, cache_key(backbone, weights, pp, hflip))
     unique: dict[str, str | Path] = dict(items)
     vectors, todo = cache.split(unique)
     n_cached = len(vectors)
@@ -218,6 +228,8 @@ def embed_images(
     used = ""
     if todo:
         used, run = _make_runner(model, backbone, weights, pp, cache_dir, device, runtime, threads)
+        if hflip:
+            run = _mirrored(run)
         count = _Counted(progress, done=n_cached, total=len(unique))
         failed = _featurize(todo, run, pp, cache, vectors, batch_size, threads, count, should_stop)
 
@@ -292,6 +304,11 @@ def _featurize(
                     vectors[sha] = vector
             count.add(len(batch))
     return failed
+
+
+def _mirrored(run: Runner) -> Runner:
+    """The runner on each preprocessed image mirrored left-right (the width axis reversed)."""
+    return lambda x: run(np.ascontiguousarray(x[..., ::-1]))
 
 
 def _make_runner(
