@@ -29,6 +29,7 @@ from backend.projects.router import router as projects_router
 from backend.ratelimit import RateLimiter
 from backend.runs.router import backbones_router
 from backend.runs.router import router as runs_router
+from backend.schemas import errors
 
 FRONTEND_DIR = Path(__file__).resolve().parents[1] / "frontend"
 
@@ -57,7 +58,7 @@ def create_app() -> FastAPI:
     install_error_handlers(app)
     install_api_docs(app)
 
-    @app.get("/api/health", tags=["health"])
+    @app.get("/api/health", tags=["health"], responses=errors(422))
     def health(worker: bool = True) -> dict[str, object]:
         with get_engine().connect() as connection:
             connection.execute(text("SELECT 1"))

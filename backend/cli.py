@@ -248,7 +248,7 @@ def _email(raw: str) -> str:
 
     migrations.prepare(get_settings())
     try:
-        return Credentials.normalise_email(raw)
+        return Credentials.normalise_email(raw.strip())
     except ValueError as exc:
         print(f"autodl: {exc}", file=sys.stderr)
         raise SystemExit(2) from exc

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import re
+from functools import lru_cache
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
 
 
 class AppError(Exception):
@@ -67,6 +71,20 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _app_error(_: Request, exc: AppError) -> JSONResponse:
         return JSONResponse({"detail": exc.detail}, status_code=exc.status, headers=exc.headers)
 
+    @app.exception_handler(HTTPException)
+    async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        headers = dict(exc.headers or {})
+        detail = exc.detail
+        if exc.status_code == 405:
+            # Starlette names only the first route that matched the path; a path served by
+            # several routes (GET and DELETE /api/images/{iid}) allows all of their methods.
+            allowed = allowed_methods(request) or sorted(
+                m.strip() for m in headers.get("Allow", "").split(",") if m.strip()
+            )
+            headers["Allow"] = ", ".join(allowed)
+            detail = f"{request.method} is not allowed here; use {', '.join(allowed)}."
+        return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=headers)
+
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse(
@@ -82,3 +100,20 @@ def _public_errors(exc: RequestValidationError) -> list[dict[str, object]]:
         {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": e["type"]}
         for e in exc.errors()
     ]
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method the app serves at this request's path: those the OpenAPI schema lists for
+    it (HEAD with GET), and those Starlette named for the route it matched."""
+    methods: set[str] = set()
+    for template, operations in request.app.openapi()["paths"].items():
+        if _template_regex(template).fullmatch(request.url.path):
+            methods |= {method.upper() for method in operations}
+    if "GET" in methods:
+        methods.add("HEAD")
+    return sorted(methods)
+
+
+@lru_cache(maxsize=256)
+def _template_regex(template: str) -> re.Pattern[str]:
+    return re.compile(re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template)))

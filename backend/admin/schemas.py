@@ -2,10 +2,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, field_validator
 
 from backend.auth.models import LinkKind
-from backend.auth.schemas import Credentials
+from backend.auth.schemas import Credentials, email_field
+from backend.schemas import Body
 
 
 class AccountOut(BaseModel):
@@ -20,8 +21,8 @@ class AccountOut(BaseModel):
     created_at: datetime
 
 
-class InviteIn(BaseModel):
-    email: str = Field(min_length=3, max_length=320)
+class InviteIn(Body):
+    email: str = email_field()
 
     @field_validator("email")
     @classmethod

@@ -18,12 +18,17 @@ from backend.auth.schemas import (
 from backend.auth.security import SESSION_COOKIE
 from backend.deps import CurrentUser, SessionDep, SettingsDep, bearer_token
 from backend.ratelimit import LimiterDep, client_address
-from backend.schemas import PathId
+from backend.schemas import AUTHED, OWNED, WRITE, PathId, errors
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
 
 
-@router.post("/signup", status_code=status.HTTP_201_CREATED, response_model=SignupOut)
+@router.post(
+    "/signup",
+    status_code=status.HTTP_201_CREATED,
+    response_model=SignupOut,
+    responses=errors(400, 403, 409, 413, 422, 429),
+)
 def signup(
     body: SignupIn,
     request: Request,
@@ -39,7 +44,7 @@ def signup(
     return SignupOut(token=token, user=UserOut.model_validate(user))
 
 
-@router.post("/login", response_model=LoginOut)
+@router.post("/login", response_model=LoginOut, responses=errors(400, 401, 403, 413, 422, 429))
 def login(
     body: Credentials,
     request: Request,
@@ -62,7 +67,7 @@ def login(
     return LoginOut(token=token, user=UserOut.model_validate(user))
 
 
-@router.post("/reset", response_model=LoginOut)
+@router.post("/reset", response_model=LoginOut, responses=errors(400, 403, 413, 422, 429))
 def reset_password(
     body: ResetIn,
     request: Request,
@@ -79,7 +84,7 @@ def reset_password(
     return LoginOut(token=token, user=UserOut.model_validate(user))
 
 
-@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT)
+@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, responses=errors(401, 403))
 def logout(request: Request, user: CurrentUser, session: SessionDep) -> Response:
     token = bearer_token(request) or request.cookies.get(SESSION_COOKIE)
     if token:
@@ -89,12 +94,12 @@ def logout(request: Request, user: CurrentUser, session: SessionDep) -> Response
     return response
 
 
-@router.get("/me", response_model=UserOut)
+@router.get("/me", response_model=UserOut, responses=errors(*AUTHED))
 def me(user: CurrentUser) -> UserOut:
     return UserOut.model_validate(user)
 
 
-@router.get("/tokens", response_model=list[TokenOut])
+@router.get("/tokens", response_model=list[TokenOut], responses=errors(*AUTHED))
 def list_tokens(request: Request, user: CurrentUser, session: SessionDep) -> list[TokenOut]:
     """Your live sessions and API tokens (never their values); ``current`` marks this one."""
     return [
@@ -105,7 +110,12 @@ def list_tokens(request: Request, user: CurrentUser, session: SessionDep) -> lis
     ]
 
 
-@router.post("/tokens", status_code=status.HTTP_201_CREATED, response_model=NewTokenOut)
+@router.post(
+    "/tokens",
+    status_code=status.HTTP_201_CREATED,
+    response_model=NewTokenOut,
+    responses=errors(*WRITE, 429),
+)
 def create_token(
     body: TokenIn, request: Request, user: CurrentUser, session: SessionDep, limiter: LimiterDep
 ) -> NewTokenOut:
@@ -116,7 +126,9 @@ def create_token(
     return NewTokenOut(**TokenOut.model_validate(row).model_dump(), token=token)
 
 
-@router.delete("/tokens/{tid}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/tokens/{tid}", status_code=status.HTTP_204_NO_CONTENT, responses=errors(*OWNED, 403)
+)
 def revoke_token(tid: PathId, user: CurrentUser, session: SessionDep) -> Response:
     service.revoke_token_id(session, user, tid)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

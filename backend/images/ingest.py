@@ -94,18 +94,18 @@ class IngestReport:
 
 
 def parse_split(value: str | None) -> str | None:
-    """``train``, ``val``, ``test`` (any case) or nothing; anything else is a 422."""
-    if value is None or not value.strip():
+    """``train``, ``val``, ``test`` (any case, spaces around) or nothing; else a 422."""
+    if value is None or not value.strip(" "):
         return None
-    split = value.strip().lower()
+    split = value.strip(" ").lower()
     if split not in SPLITS:
         raise InvalidInput(f"split must be one of train, val or test (got {value!r}).")
     return split
 
 
 def parse_label(value: str | None) -> str | None:
-    """A label name given by hand; blank means none, an unusable name is a 422."""
-    if value is None or not value.strip():
+    """A label name given by hand; blank (spaces) means none, an unusable name is a 422."""
+    if value is None or not value.strip(" "):
         return None
     try:
         return label_name(value)

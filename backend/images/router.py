@@ -22,6 +22,10 @@ from backend.images.schemas import (
     UpdatedOut,
 )
 from backend.projects.deps import ProjectDep
+from backend.projects.schemas import LABEL_MAX_CHARS
+from backend.schemas import NAME_PATTERN, OWNED, WRITE, errors, files_of
+
+SPLIT_PATTERN = "^ *([Tt][Rr][Aa][Ii][Nn]|[Vv][Aa][Ll]|[Tt][Ee][Ss][Tt])? *$"
 
 router = APIRouter(tags=["images"])
 
@@ -34,15 +38,29 @@ FILE_HEADERS = {
 
 
 @router.post(
-    "/api/projects/{pid}/images", response_model=IngestOut, form_limits={"max_files": 10_000}
+    "/api/projects/{pid}/images",
+    response_model=IngestOut,
+    form_limits={"max_files": 10_000},
+    responses=errors(*OWNED, *WRITE, 409, 507),
 )
 def upload_images(
     project: ProjectDep,
     session: SessionDep,
     settings: SettingsDep,
-    files: Annotated[list[UploadFile], File(description="Pictures and/or .zip files")],
-    label: Annotated[str | None, Form()] = None,
-    split: Annotated[str | None, Form(description="train, val or test")] = None,
+    files: Annotated[
+        list[UploadFile], File(min_length=1, description="Pictures and/or .zip files")
+    ],
+    label: Annotated[
+        str,
+        Form(
+            max_length=LABEL_MAX_CHARS,
+            description="label for files whose folders name none",
+            json_schema_extra={"pattern": f"^ *$|{NAME_PATTERN}"},
+        ),
+    ] = "",
+    split: Annotated[
+        str, Form(description="train, val or test", json_schema_extra={"pattern": SPLIT_PATTERN})
+    ] = "",
 ) -> IngestOut:
     sources = [UploadSource(upload.filename or "upload", upload.file) for upload in files]
     report = ingest_files(session, settings, project, sources, label=label, split=split)
@@ -51,31 +69,39 @@ def upload_images(
     return IngestOut.model_validate(report)
 
 
-@router.get("/api/projects/{pid}/images", response_model=ImagePage)
+@router.get("/api/projects/{pid}/images", response_model=ImagePage, responses=errors(*OWNED))
 def list_images(
     project: ProjectDep, session: SessionDep, query: Annotated[ImageQuery, Query()]
 ) -> ImagePage:
     return service.list_images(session, project, query)
 
 
-@router.patch("/api/projects/{pid}/images", response_model=UpdatedOut)
+@router.patch(
+    "/api/projects/{pid}/images", response_model=UpdatedOut, responses=errors(*OWNED, *WRITE, 409)
+)
 def update_images(body: ImagePatch, project: ProjectDep, session: SessionDep) -> UpdatedOut:
     return UpdatedOut(updated=service.update_images(session, project, body))
 
 
-@router.post("/api/projects/{pid}/images/delete", response_model=DeletedOut)
+@router.post(
+    "/api/projects/{pid}/images/delete", response_model=DeletedOut, responses=errors(*OWNED, *WRITE)
+)
 def delete_images(
     body: ImageIds, project: ProjectDep, session: SessionDep, settings: SettingsDep
 ) -> DeletedOut:
     return DeletedOut(deleted=service.delete_images(session, settings, project, body.ids))
 
 
-@router.get("/api/images/{iid}", response_model=ImageOut)
+@router.get("/api/images/{iid}", response_model=ImageOut, responses=errors(*OWNED))
 def get_image(image: ImageDep) -> ImageOut:
     return service.image_out(image)
 
 
-@router.get("/api/images/{iid}/file")
+@router.get(
+    "/api/images/{iid}/file",
+    response_class=FileResponse,
+    responses={200: files_of(CONTENT_TYPES.values(), "the verified picture"), **errors(*OWNED)},
+)
 def image_file(image: ImageDep, settings: SettingsDep) -> FileResponse:
     return FileResponse(
         service.file_path(settings, image),
@@ -86,14 +112,20 @@ def image_file(image: ImageDep, settings: SettingsDep) -> FileResponse:
     )
 
 
-@router.get("/api/images/{iid}/thumbnail")
+@router.get(
+    "/api/images/{iid}/thumbnail",
+    response_class=FileResponse,
+    responses={200: files_of(["image/jpeg"], "a JPEG thumbnail"), **errors(*OWNED)},
+)
 def image_thumbnail(image: ImageDep, settings: SettingsDep) -> FileResponse:
     return FileResponse(
         service.thumbnail_path(settings, image), media_type="image/jpeg", headers=FILE_HEADERS
     )
 
 
-@router.delete("/api/images/{iid}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/api/images/{iid}", status_code=status.HTTP_204_NO_CONTENT, responses=errors(*OWNED, 403)
+)
 def delete_image(image: ImageDep, session: SessionDep, settings: SettingsDep) -> Response:
     service.delete_image(session, settings, image)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -3,10 +3,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from backend.projects.schemas import label_name
-from backend.schemas import MAX_ROW_ID, RowId
+from backend.projects.schemas import LABEL_MAX_CHARS, label_name
+from backend.schemas import MAX_ROW_ID, Body, RowId, name_field
 
 SplitName = Literal["train", "val", "test"]
 
@@ -66,7 +66,8 @@ class ImagePage(BaseModel):
 
 
 class ImageQuery(BaseModel):
-    """Filters of the image list; ``split=unassigned`` finds images without a split."""
+    """Filters of the image list; ``split=unassigned`` finds images without a split. The
+    filters combine (``label`` with ``unlabeled=true`` finds nothing)."""
 
     label: str | None = None
     split: Literal["train", "val", "test", "unassigned", ""] | None = None
@@ -74,21 +75,15 @@ class ImageQuery(BaseModel):
     limit: int = Field(default=100, ge=1, le=500)
     offset: int = Field(default=0, ge=0, le=MAX_ROW_ID)
 
-    @model_validator(mode="after")
-    def _label_or_unlabeled(self) -> ImageQuery:
-        if self.label and self.unlabeled:
-            raise ValueError("ask for either a label or unlabeled images, not both")
-        return self
 
-
-class ImageIds(BaseModel):
+class ImageIds(Body):
     ids: list[RowId] = Field(min_length=1, max_length=10_000)
 
 
 class ImagePatch(ImageIds):
     """Only the fields present change: ``label: null`` unlabels, ``split: null`` clears."""
 
-    label: str | None = None
+    label: str | None = name_field(LABEL_MAX_CHARS, default=None)
     split: SplitName | None = None
 
     @field_validator("label")

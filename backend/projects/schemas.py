@@ -6,20 +6,11 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from backend.schemas import Body, clean_name, name_field
+
 COLOR_PATTERN = "^#[0-9a-fA-F]{6}$"
 _COLOR = re.compile(r"#[0-9a-fA-F]{6}")  # with fullmatch: "$" would let "#1a2b3c\n" through
 LABEL_MAX_CHARS = 100
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
-def clean_name(value: str, what: str) -> str:
-    """Names are free text shown back escaped; only control characters and blanks are refused."""
-    value = value.strip()
-    if not value:
-        raise ValueError(f"{what} cannot be empty")
-    if _CONTROL.search(value):
-        raise ValueError(f"{what} cannot contain control characters")
-    return value
 
 
 def label_name(raw: str) -> str:
@@ -31,8 +22,8 @@ def label_name(raw: str) -> str:
     return name
 
 
-class ProjectIn(BaseModel):
-    name: str = Field(max_length=200)
+class ProjectIn(Body):
+    name: str = name_field(200)
 
     @field_validator("name")
     @classmethod
@@ -40,8 +31,8 @@ class ProjectIn(BaseModel):
         return clean_name(value, "project name")
 
 
-class LabelIn(BaseModel):
-    name: str = Field(min_length=1, max_length=LABEL_MAX_CHARS)
+class LabelIn(Body):
+    name: str = name_field(LABEL_MAX_CHARS)
     color: str | None = Field(default=None, json_schema_extra={"pattern": COLOR_PATTERN})
 
     @field_validator("name")
@@ -57,8 +48,8 @@ class LabelIn(BaseModel):
         return value
 
 
-class LabelPatch(BaseModel):
-    name: str | None = Field(default=None, min_length=1, max_length=LABEL_MAX_CHARS)
+class LabelPatch(Body):
+    name: str | None = name_field(LABEL_MAX_CHARS, default=None)
     color: str | None = Field(default=None, json_schema_extra={"pattern": COLOR_PATTERN})
 
     @field_validator("name")

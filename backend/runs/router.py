@@ -20,8 +20,27 @@ from backend.runs.schemas import (
     RunOut,
 )
 from backend.runs.zoo import zoo_with_weights
+from backend.schemas import AUTHED, OWNED, WRITE, errors, files_of
 
 router = APIRouter(tags=["runs"])
+
+# One Server-Sent Event: `run` carries the run as JSON on each change, `end` the final state.
+SSE_RESPONSE = {
+    "description": "the run's events until it ends",
+    "content": {
+        "text/event-stream": {
+            "schema": {
+                "type": "object",
+                "properties": {
+                    "event": {"type": "string", "enum": ["run", "end"]},
+                    "data": {"type": "string", "contentMediaType": "application/json"},
+                    "id": {"type": "string"},
+                    "retry": {"type": "integer"},
+                },
+            }
+        }
+    },
+}
 backbones_router = APIRouter(tags=["backbones"])
 
 MEDIA_TYPES = {
@@ -32,50 +51,66 @@ MEDIA_TYPES = {
 }
 
 
-@backbones_router.get("/api/backbones")
+@backbones_router.get("/api/backbones", responses=errors(*AUTHED))
 def backbones(_: CurrentUser, settings: SettingsDep) -> list[dict[str, object]]:
     return zoo_with_weights(settings.weights_dir, offline=settings.hf_offline)
 
 
 @router.post(
-    "/api/projects/{pid}/runs", status_code=status.HTTP_202_ACCEPTED, response_model=RunOut
+    "/api/projects/{pid}/runs",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=RunOut,
+    responses=errors(*OWNED, *WRITE, 409),
 )
 def create_run(body: RunIn, project: ProjectDep, session: SessionDep) -> RunOut:
     return service.run_out(service.create_run(session, project, body))
 
 
-@router.get("/api/projects/{pid}/runs", response_model=list[RunOut])
+@router.get("/api/projects/{pid}/runs", response_model=list[RunOut], responses=errors(*OWNED))
 def list_runs(project: ProjectDep, session: SessionDep) -> list[RunOut]:
     return [service.run_out(run) for run in service.list_runs(session, project)]
 
 
-@router.get("/api/runs/{rid}", response_model=RunOut)
+@router.get("/api/runs/{rid}", response_model=RunOut, responses=errors(*OWNED))
 def get_run(run: RunDep) -> RunOut:
     return service.run_out(run)
 
 
-@router.get("/api/runs/{rid}/events", response_class=EventSourceResponse)
+@router.get(
+    "/api/runs/{rid}/events",
+    response_class=EventSourceResponse,
+    responses={200: SSE_RESPONSE, **errors(*OWNED)},
+)
 async def run_events_stream(run: RunDep) -> AsyncIterator[ServerSentEvent]:
     async for event in run_events(run.id):
         yield event
 
 
-@router.post("/api/runs/{rid}/cancel", response_model=RunOut)
+@router.post("/api/runs/{rid}/cancel", response_model=RunOut, responses=errors(*OWNED, 403, 409))
 def cancel_run(run: RunDep, session: SessionDep) -> RunOut:
     return service.run_out(service.cancel_run(session, run))
 
 
-@router.get("/api/runs/{rid}/predictions", response_model=PredictionsOut)
+@router.get(
+    "/api/runs/{rid}/predictions", response_model=PredictionsOut, responses=errors(*OWNED, 409)
+)
 def run_predictions(run: RunDep, session: SessionDep) -> PredictionsOut:
     return service.predictions(session, run)
 
 
-@router.get("/api/runs/{rid}/artifacts", response_model=list[ArtifactOut])
+@router.get("/api/runs/{rid}/artifacts", response_model=list[ArtifactOut], responses=errors(*OWNED))
 def run_artifacts(run: RunDep) -> list[ArtifactOut]:
     return service.artifacts_out(run)
 
 
-@router.get("/api/runs/{rid}/artifacts/{fmt}")
+@router.get(
+    "/api/runs/{rid}/artifacts/{fmt}",
+    response_class=FileResponse,
+    responses={
+        200: files_of(sorted(set(MEDIA_TYPES.values())), "the model file"),
+        **errors(*OWNED),
+    },
+)
 def download_artifact(fmt: str, run: RunDep) -> FileResponse:
     artifact = service.get_artifact(run, fmt)
     return FileResponse(
@@ -86,9 +121,13 @@ def download_artifact(fmt: str, run: RunDep) -> FileResponse:
     )
 
 
-@router.post("/api/runs/{rid}/predict", response_model=PredictOut | BatchPredictOut)
+@router.post(
+    "/api/runs/{rid}/predict",
+    response_model=PredictOut | BatchPredictOut,
+    responses=errors(*OWNED, *WRITE, 409),
+)
 def predict_images(
-    run: RunDep, settings: SettingsDep, file: list[UploadFile] = File(...)
+    run: RunDep, settings: SettingsDep, file: list[UploadFile] = File(min_length=1)
 ) -> PredictOut | BatchPredictOut:
     """One ``file`` answers ``{label, probabilities}``; several (or a zip) answer ``results``."""
     return predict.predict_uploads(service.classifier_path(run), file, settings)

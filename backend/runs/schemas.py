@@ -8,8 +8,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator
 
 from backend.runs.models import RunMode, RunStatus
+from backend.schemas import JsonInt
 
-_MODEL_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,200}$")
+MODEL_NAME_PATTERN = r"^[A-Za-z0-9_.\-]{1,200}$"
+_MODEL_NAME = re.compile(MODEL_NAME_PATTERN)
 WILSON_Z = 1.96  # 95 % interval
 
 HeadKind = Literal["auto", "logreg", "svm", "mlp"]
@@ -25,17 +27,20 @@ class Contract(BaseModel):
 
 class RunOptions(Contract):
     """Training options, parsed and defaulted once: the API stores them, the worker reads them
-    back with this same model. Unknown keys are refused so typos do not silently do nothing."""
+    back with this same model. Unknown keys are refused so typos do not silently do nothing;
+    types are taken as declared ("0" is not a boolean, 5.0 is the integer 5)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     head: HeadKind = "logreg"
     val_fraction: float = Field(default=0.2, gt=0.0, lt=0.9)
-    seed: int = Field(default=0, ge=0, le=2**32 - 1)  # numpy and torch take 32-bit seeds
+    seed: JsonInt = Field(default=0, ge=0, le=2**32 - 1)  # numpy and torch take 32-bit seeds
     # Fine-tuning (mode "finetune", and auto when it decides to fine-tune).
     train_layers: TrainLayers = "last_blocks"
-    last_blocks: int = Field(default=2, ge=1, le=20)
-    epochs: int = Field(default=5, ge=1, le=500)
+    last_blocks: JsonInt = Field(default=2, ge=1, le=20)
+    epochs: JsonInt = Field(default=5, ge=1, le=500)
     time_budget_s: float | None = Field(default=None, gt=0)
-    batch_size: int | None = Field(default=None, ge=1, le=1024)
+    batch_size: JsonInt | None = Field(default=None, ge=1, le=1024)
     learning_rate: float | None = Field(default=None, gt=0, lt=1)
     label_smoothing: float = Field(default=0.1, ge=0, lt=1)
     layer_decay: float | None = Field(default=None, gt=0, le=1)
@@ -46,15 +51,19 @@ class RunOptions(Contract):
 
 
 class RunIn(Contract):
-    mode: RunMode = RunMode.LINEAR
-    backbone: str = "tf_efficientnet_lite0"
+    # Strict, like every request body (backend.schemas.Body): "0" is not a boolean here.
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    mode: RunMode = Field(default=RunMode.LINEAR, strict=False)  # the enum from its value
+    backbone: str = Field(
+        default="tf_efficientnet_lite0", json_schema_extra={"pattern": MODEL_NAME_PATTERN}
+    )
     options: RunOptions = Field(default_factory=RunOptions)
 
     @field_validator("backbone")
     @classmethod
     def _backbone(cls, value: str) -> str:
-        value = value.strip()
-        if not _MODEL_NAME.match(value):
+        if not _MODEL_NAME.fullmatch(value):
             raise ValueError("backbone must be a timm model name such as tf_efficientnet_lite0")
         return value
 

@@ -14,7 +14,7 @@ def signup(client, email="ada@example.com", password=PASSWORD):
 
 
 def test_signup_returns_a_working_token_and_the_user(client):
-    response = signup(client, email="  Ada@Example.COM ")
+    response = signup(client, email="Ada@Example.COM")
     assert response.status_code == 201
     body = response.json()
     assert body["user"]["email"] == "ada@example.com"
@@ -36,6 +36,9 @@ def test_signup_twice_with_one_email_is_409(client):
     "body",
     [
         {"email": "not-an-email", "password": PASSWORD},
+        {"email": " ada@example.com", "password": PASSWORD},  # the schema allows no spaces
+        {"email": "ada@example.com\n", "password": PASSWORD},
+        {"email": "ada@example.com", "password": 12345678},  # JSON types are taken as declared
         {"email": "ada@example.com", "password": "short"},
         {"email": "ada@example.com"},
         {},

@@ -57,13 +57,22 @@ def test_bad_list_parameters_are_422(client, user, project):
         {"offset": -1},
         {"split": "validation"},
         {"unlabeled": "maybe"},
-        {"label": "ants", "unlabeled": "true"},
     ):
         response = client.get(
             f"/api/projects/{project['id']}/images", params=params, headers=user.headers
         )
         assert response.status_code == 422, params
         assert response.json()["detail"], params
+
+
+def test_filters_combine_so_a_label_and_unlabeled_find_nothing(client, user, project):
+    # Valid by the schema, so not a 422: images with label "ants" and without a label.
+    response = client.get(
+        f"/api/projects/{project['id']}/images",
+        params={"label": "ants", "unlabeled": "true"},
+        headers=user.headers,
+    )
+    assert response.status_code == 200 and response.json() == {"items": [], "total": 0}
 
 
 def test_bulk_relabel_creates_the_label_and_leaves_split_alone(

@@ -1,0 +1,31 @@
+"""The OpenAPI schema tells the truth about answers; tests/fuzz checks it against a live server."""
+
+from __future__ import annotations
+
+
+def test_405_is_json_and_allow_lists_every_method_of_the_path(client, user) -> None:  # type: ignore[no-untyped-def]
+    response = client.request("PUT", "/api/projects/1", headers=user.headers)
+    assert response.status_code == 405
+    assert response.headers["allow"] == "DELETE, GET, HEAD, PATCH"
+    assert "PUT is not allowed here" in response.json()["detail"]
+
+
+def test_errors_statuses_and_file_types_are_documented(client) -> None:  # type: ignore[no-untyped-def]
+    schema = client.get("/openapi.json").json()
+    paths = schema["paths"]
+    upload = paths["/api/projects/{pid}/images"]["post"]
+    assert {"401", "403", "404", "409", "413", "422", "507"} <= set(upload["responses"])
+    error = upload["responses"]["422"]["content"]["application/json"]["schema"]["$ref"]
+    assert error.endswith("/ValidationErrorOut")
+    assert "HTTPValidationError" not in schema["components"]["schemas"]
+    body = upload["requestBody"]["content"]["multipart/form-data"]["schema"]["$ref"]
+    files = schema["components"]["schemas"][body.rsplit("/", 1)[1]]["properties"]["files"]
+    assert files["minItems"] == 1
+    login = paths["/api/auth/login"]["post"]["responses"]
+    assert "Retry-After" in login["429"]["headers"]
+    thumbnail = paths["/api/images/{iid}/thumbnail"]["get"]["responses"]["200"]["content"]
+    assert list(thumbnail) == ["image/jpeg"]
+    events = paths["/api/runs/{rid}/events"]["get"]["responses"]["200"]["content"]
+    assert list(events) == ["text/event-stream"]
+    ids = schema["components"]["schemas"]["ImageIds"]["properties"]["ids"]
+    assert (ids["minItems"], ids["items"]["maximum"]) == (1, 2**31 - 1)
