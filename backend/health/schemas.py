@@ -3,9 +3,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from backend.images.schemas import ImagePatch
+from backend.schemas import Body
 
 HealthStatus = Literal["computing", "ready", "failed"]
 FixSource = Literal["label_issues", "mistakes", "confusion", "findings", "suggestions", "gallery"]
@@ -72,12 +73,17 @@ class HealthOut(BaseModel):
 class FixIn(ImagePatch):
     """Relabel and/or move images where a problem was found; the fix can be undone."""
 
+    # A fix names a label, a split or both (NothingToChange otherwise): the schema says so.
+    model_config = ConfigDict(
+        json_schema_extra={"anyOf": [{"required": ["label"]}, {"required": ["split"]}]}
+    )
+
     source: FixSource = "findings"
     # Start a fresh check after the fix (a review queue sends false and rechecks at the end).
     recheck: bool = True
 
 
-class AcceptSuggestionsIn(BaseModel):
+class AcceptSuggestionsIn(Body):
     min_confidence: float = Field(ge=0.0, le=1.0)
     recheck: bool = True
 
