@@ -15,14 +15,14 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 MAX_ROW_ID = 2**31 - 1
 
 
-def _integral_float(value: object) -> object:
+def integral_float(value: object) -> object:
     # JSON Schema counts 5.0 as an integer; strict bodies still refuse "5", true and 5.5.
     return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
-JsonInt = Annotated[int, BeforeValidator(_integral_float)]
+JsonInt = Annotated[int, BeforeValidator(integral_float)]
 # annotated_types bounds: a Field() beside a BeforeValidator would not reach the JSON Schema.
-RowId = Annotated[int, Ge(1), Le(MAX_ROW_ID), BeforeValidator(_integral_float)]
+RowId = Annotated[int, Ge(1), Le(MAX_ROW_ID), BeforeValidator(integral_float)]
 PathId = Annotated[int, Path(ge=1, le=MAX_ROW_ID)]
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")

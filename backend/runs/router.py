@@ -24,23 +24,6 @@ from backend.schemas import AUTHED, OWNED, WRITE, errors, files_of
 
 router = APIRouter(tags=["runs"])
 
-# One Server-Sent Event: `run` carries the run as JSON on each change, `end` the final state.
-SSE_RESPONSE = {
-    "description": "the run's events until it ends",
-    "content": {
-        "text/event-stream": {
-            "schema": {
-                "type": "object",
-                "properties": {
-                    "event": {"type": "string", "enum": ["run", "end"]},
-                    "data": {"type": "string", "contentMediaType": "application/json"},
-                    "id": {"type": "string"},
-                    "retry": {"type": "integer"},
-                },
-            }
-        }
-    },
-}
 backbones_router = APIRouter(tags=["backbones"])
 
 MEDIA_TYPES = {
@@ -79,7 +62,7 @@ def get_run(run: RunDep) -> RunOut:
 @router.get(
     "/api/runs/{rid}/events",
     response_class=EventSourceResponse,
-    responses={200: SSE_RESPONSE, **errors(*OWNED)},
+    responses=errors(*OWNED),
 )
 async def run_events_stream(run: RunDep) -> AsyncIterator[ServerSentEvent]:
     async for event in run_events(run.id):

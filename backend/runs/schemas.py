@@ -3,12 +3,13 @@ from __future__ import annotations
 import math
 import re
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator
+from annotated_types import Ge, Le
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, computed_field, field_validator
 
 from backend.runs.models import RunMode, RunStatus
-from backend.schemas import JsonInt
+from backend.schemas import JsonInt, integral_float
 
 MODEL_NAME_PATTERN = r"^[A-Za-z0-9_.\-]{1,200}$"
 _MODEL_NAME = re.compile(MODEL_NAME_PATTERN)
@@ -40,7 +41,7 @@ class RunOptions(Contract):
     last_blocks: JsonInt = Field(default=2, ge=1, le=20)
     epochs: JsonInt = Field(default=5, ge=1, le=500)
     time_budget_s: float | None = Field(default=None, gt=0)
-    batch_size: JsonInt | None = Field(default=None, ge=1, le=1024)
+    batch_size: Annotated[int, Ge(1), Le(1024), BeforeValidator(integral_float)] | None = None
     learning_rate: float | None = Field(default=None, gt=0, lt=1)
     label_smoothing: float = Field(default=0.1, ge=0, lt=1)
     layer_decay: float | None = Field(default=None, gt=0, le=1)
