@@ -2,7 +2,7 @@
 ``--checks all``, authenticated, on real data (a project, labels, images and a trained run),
 within a time budget. Exits non-zero on any 5xx or schema violation.
 
-Run: ``.venv/bin/python tests/fuzz/run_schemathesis.py [--max-time 150]``; the slow test
+Run: ``.venv/bin/python tests/fuzz/run_schemathesis.py [--max-time 100]``; the slow test
 tests/fuzz/test_schemathesis.py runs it in ``make test``.
 """
 
@@ -137,7 +137,7 @@ def summary(output: str) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--max-time", type=int, default=150, help="seconds of fuzzing")
+    parser.add_argument("--max-time", type=int, default=100, help="seconds of fuzzing")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         data = Path(folder) / "data"

@@ -21,6 +21,6 @@ def test_schemathesis_finds_no_server_error_and_no_schema_violation(tmp_path: Pa
         AUTODL_PASSWORD_HASH_TIME_COST="1",
         AUTODL_PASSWORD_HASH_MEMORY_KIB="1024",
     ) as (server, _):
-        code, output = fuzz(server, max_time_s=150, folder=tmp_path)
+        code, output = fuzz(server, max_time_s=100, folder=tmp_path)
     print(summary(output))
     assert code == 0, output[-20000:]
