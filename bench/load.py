@@ -120,11 +120,16 @@ class ProjectUser(HttpUser):
     @task(1)
     def progress(self) -> None:
         with self.client.get(
-            f"/api/runs/{self.account['rid']}/events", name="progress stream", stream=True
+            f"/api/runs/{self.account['rid']}/events",
+            name="progress stream",
+            stream=True,
+            catch_response=True,
         ) as stream:
             for line in stream.iter_lines():
                 if line == b"event: end":
                     break
+            if stream.status_code != 200:
+                stream.failure(f"HTTP {stream.status_code}")
 
 
 def start_server(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
