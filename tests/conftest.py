@@ -8,11 +8,14 @@ import shutil
 import uuid
 import zipfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
+import redis
 from fastapi.testclient import TestClient
+
+from tests.factories import ApiUser, create_project, create_user
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 HYMENOPTERA = REPO_ROOT.parent / "shared" / "datasets" / "hymenoptera"
@@ -30,12 +33,28 @@ def redis_test_db(purpose: str, default: int) -> str:
     return REDIS_TEST_URL.rsplit("/", 1)[0] + f"/{db}"
 
 
+def missing(what: str) -> NoReturn:
+    """Something a test needs (a server, Chromium, the shared dataset) is not there: CI must
+    have it, so the test fails there; a developer checkout may not, so it is skipped."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{what} (CI must provide it)")
+    pytest.skip(what)
+
+
+def require_redis(url: str) -> redis.Redis:
+    """A client of the real Redis at ``url``, or ``missing``."""
+    client = redis.Redis.from_url(url)
+    try:
+        client.ping()
+    except redis.ConnectionError:
+        missing(f"Redis is not reachable at {url}: start redis-server")
+    return client
+
+
 def require_hymenoptera() -> Path:
-    """The shared real dataset; CI must have it, a developer checkout may not."""
+    """The shared real dataset."""
     if not HYMENOPTERA.is_dir():
-        if os.environ.get("CI"):
-            pytest.fail(f"{HYMENOPTERA} is missing on CI")
-        pytest.skip(f"real dataset not found at {HYMENOPTERA} (it lives in ../shared)")
+        missing(f"the real dataset is not at {HYMENOPTERA} (it lives in ../shared)")
     return HYMENOPTERA
 
 
@@ -119,24 +138,11 @@ def client(settings_env: Path) -> Iterator[TestClient]:
         yield test_client
 
 
-@dataclass
-class ApiUser:
-    email: str
-    token: str
-    headers: dict[str, str]
-
-
 @pytest.fixture
 def make_user(client: TestClient) -> Callable[..., ApiUser]:
-    def make(email: str | None = None, password: str = "correct horse battery") -> ApiUser:
-        email = email or f"user-{uuid.uuid4().hex[:8]}@example.com"
-        response = client.post("/api/auth/signup", json={"email": email, "password": password})
-        assert response.status_code == 201, response.text
-        client.cookies.clear()  # tests authenticate with bearer tokens unless they opt in
-        token = response.json()["token"]
-        return ApiUser(email, token, {"Authorization": f"Bearer {token}"})
-
-    return make
+    """Accounts made through the services (the first is the admin, as after sign-up), with a
+    bearer session token; tests about sign-up itself post to /api/auth/signup."""
+    return create_user
 
 
 @pytest.fixture
@@ -146,9 +152,7 @@ def user(make_user: Callable[..., ApiUser]) -> ApiUser:
 
 @pytest.fixture
 def project(client: TestClient, user: ApiUser) -> dict:
-    response = client.post("/api/projects", json={"name": "Insects"}, headers=user.headers)
-    assert response.status_code == 201, response.text
-    return response.json()
+    return create_project(user)
 
 
 def make_zip(entries: dict[str, bytes]) -> bytes:

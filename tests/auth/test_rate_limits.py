@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from backend.config import get_settings
 from backend.ratelimit import storage_uri
-from tests.conftest import redis_test_db
+from tests.conftest import redis_test_db, require_redis
 from tests.e2e.server import live_server
 
 STRONG = "correct horse battery"
@@ -91,11 +91,8 @@ def test_signups_and_tokens_are_limited(app_with) -> None:  # type: ignore[no-un
 
 @pytest.mark.redis
 def test_every_api_process_counts_the_same_attempts_through_redis(app_with) -> None:  # type: ignore[no-untyped-def]
-    store = redis.Redis.from_url(RATE_LIMIT_REDIS_URL)
-    try:
-        store.flushdb()
-    except redis.ConnectionError:
-        pytest.fail(f"Redis is not reachable at {RATE_LIMIT_REDIS_URL}; start redis-server")
+    store = require_redis(RATE_LIMIT_REDIS_URL)
+    store.flushdb()
     first = app_with(login="4/minute", storage_url=RATE_LIMIT_REDIS_URL)
     second = app_with()  # a second process with the same settings
     assert [login(first, "a@example.com").status_code for _ in range(2)] == [401, 401]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import uuid
 from collections.abc import Iterator
@@ -11,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import missing
 from tests.e2e.server import LiveServer, live_server
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -33,10 +33,7 @@ SERVE = [sys.executable, "-m", "backend.cli", "serve", "--host", "127.0.0.1"]
 
 def _require_chromium() -> None:
     if not CHROMIUM.exists():
-        message = f"{CHROMIUM} is missing: apt-get install -y chromium"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        missing(f"{CHROMIUM} is missing: apt-get install -y chromium")
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 
-from tests.conftest import POSTGRES_ADMIN_URL
+from tests.conftest import POSTGRES_ADMIN_URL, missing
 
 
 def _admin_dsn() -> str:
@@ -23,7 +23,7 @@ def database_url() -> Iterator[str]:
     try:
         admin = psycopg.connect(_admin_dsn(), autocommit=True, connect_timeout=5)
     except psycopg.OperationalError as exc:
-        pytest.fail(f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL}: {exc}")
+        missing(f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL}: {exc}")
     with admin:
         admin.execute(f'CREATE DATABASE "{name}"')
     yield make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)

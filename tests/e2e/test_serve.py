@@ -9,7 +9,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.conftest import hymenoptera_zip, redis_test_db
+from tests.conftest import hymenoptera_zip, redis_test_db, require_redis
 from tests.e2e.server import follow_events, live_server, signup, spawn, stop, wait_healthy
 
 pytestmark = pytest.mark.slow
@@ -79,12 +79,11 @@ def test_embedded_default_uploads_trains_and_predicts(
     assert leftovers == []
 
 
+@pytest.mark.redis
 def test_killed_worker_never_leaves_a_run_running(tmp_path: Path, hymenoptera: Path) -> None:
     """Kill the worker mid-featurization; a new worker requeues the run and finishes it."""
-    import redis
-
     redis_url = redis_test_db("e2e", 14)
-    redis.Redis.from_url(redis_url).flushdb()
+    require_redis(redis_url).flushdb()
     env = {"AUTODL_REDIS_URL": redis_url, "AUTODL_WORKER_HEARTBEAT_TIMEOUT_S": "6"}
     with live_server(tmp_path / "data", worker=False, **env) as (server, _):
         log = tmp_path / "worker.log"

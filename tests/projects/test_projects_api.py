@@ -7,6 +7,8 @@ import io
 import pytest
 from PIL import Image as PILImage
 
+from tests.factories import add_images
+
 
 def jpeg(shade: int) -> bytes:
     buffer = io.BytesIO()
@@ -120,7 +122,6 @@ def test_html_label_name_is_stored_verbatim_and_returned_as_json_text(client, us
 
 
 def test_project_counts_per_label_and_split(client, user, project):
-    url = f"/api/projects/{project['id']}/images"
     batches = [
         ("ants", "train", [1, 2, 3]),
         ("ants", "val", [4]),
@@ -129,10 +130,8 @@ def test_project_counts_per_label_and_split(client, user, project):
         (None, None, [8, 9]),
     ]
     for label, split, shades in batches:
-        data = {k: v for k, v in (("label", label), ("split", split)) if v}
-        files = [("files", (f"{s}.jpg", jpeg(s * 20), "image/jpeg")) for s in shades]
-        response = client.post(url, files=files, data=data, headers=user.headers)
-        assert len(response.json()["accepted"]) == len(shades), response.text
+        files = {f"{s}.jpg": jpeg(s * 20) for s in shades}
+        assert len(add_images(project, files, label=label, split=split).accepted) == len(shades)
 
     detail = client.get(f"/api/projects/{project['id']}", headers=user.headers).json()
     assert detail["image_count"] == 9 and detail["unlabeled"] == 2
@@ -154,10 +153,7 @@ def test_project_counts_per_label_and_split(client, user, project):
 
 
 def test_deleting_a_project_deletes_its_images(client, user, project):
-    url = f"/api/projects/{project['id']}/images"
-    image_id = client.post(
-        url, files=[("files", ("a.jpg", jpeg(1), "image/jpeg"))], headers=user.headers
-    ).json()["accepted"][0]["id"]
+    image_id = add_images(project, {"a.jpg": jpeg(1)}).accepted[0].id
     assert client.delete(f"/api/projects/{project['id']}", headers=user.headers).status_code == 204
     assert client.get(f"/api/images/{image_id}", headers=user.headers).status_code == 404
 

@@ -10,18 +10,22 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
-from tests.conftest import ApiUser, hymenoptera_zip, redis_test_db
+from tests.conftest import ApiUser, hymenoptera_zip, redis_test_db, require_redis
 
 RUNS_REDIS_URL = redis_test_db("runs", 15)
+HERE = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test here needs the real Redis (``redis_url`` below): ``-m "not redis"``."""
+    for item in items:
+        if item.path.is_relative_to(HERE):
+            item.add_marker(pytest.mark.redis)
 
 
 @pytest.fixture
 def redis_url(shared_cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    client = redis.Redis.from_url(RUNS_REDIS_URL)
-    try:
-        client.ping()
-    except redis.ConnectionError:
-        pytest.fail(f"Redis is not reachable at {RUNS_REDIS_URL}; start redis-server")
+    client = require_redis(RUNS_REDIS_URL)
     client.flushdb()
     monkeypatch.setenv("AUTODL_CACHE_DIR", str(shared_cache_dir))
     yield RUNS_REDIS_URL
