@@ -13,6 +13,8 @@ from typing import Any, BinaryIO
 import httpx
 from httpx_sse import SSEError, connect_sse
 
+from backend.storage import atomic_path
+
 UPLOAD_BATCH_FILES = 50
 UPLOAD_BATCH_BYTES = 64 * 1024**2
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".zip"}
@@ -164,11 +166,9 @@ class ApiClient:
                 raise ClientError(f"{stream.status_code}: {_detail(stream)}")
             name = _attachment_name(stream.headers.get("content-disposition", ""))
             target = dest / name if dest.is_dir() else dest
-            tmp = target.with_name(target.name + ".part")
-            with tmp.open("wb") as out:
+            with atomic_path(target) as tmp, tmp.open("wb") as out:
                 for chunk in stream.iter_bytes():
                     out.write(chunk)
-            tmp.replace(target)
         return target
 
     def health(self, project_id: int, check: bool = False) -> dict[str, Any]:
