@@ -88,6 +88,10 @@ class Settings(BaseSettings):
     def artifacts_dir(self) -> Path:
         return self.data_dir / "artifacts"
 
+    def run_dir(self, run_id: int) -> Path:
+        """Everything a run wrote (model files, heatmaps); removed with the run."""
+        return self.artifacts_dir / f"run-{run_id}"
+
     @property
     def tmp_dir(self) -> Path:
         return self.data_dir / "tmp"

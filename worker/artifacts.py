@@ -32,7 +32,7 @@ class ArtifactPaths:
 
     @property
     def folder(self) -> Path:
-        folder = self.settings.artifacts_dir / f"run-{self.run_id}"
+        folder = self.settings.run_dir(self.run_id)
         folder.mkdir(parents=True, exist_ok=True)
         return folder
 

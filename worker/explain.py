@@ -43,7 +43,7 @@ def explain_image(run_id: int, image_id: int) -> str:
             return "skipped"
         scripted = next((a.path for a in run.artifacts if a.format == "torchscript"), None)
         backbone, picture = run.backbone, ImageStore(settings).blob_path(image.sha256)
-    target = settings.artifacts_dir / f"run-{run_id}" / "explanations" / f"{image_id}.png"
+    target = settings.run_dir(run_id) / "explanations" / f"{image_id}.png"
     try:
         if scripted is None:
             raise MLError("This run has no TorchScript model to explain.")

@@ -97,7 +97,20 @@ class TrainingReadiness(BaseModel):
     min_images_per_label: int
 
 
+class DeployedModel(BaseModel):
+    """The run whose model answers ``POST /api/projects/{pid}/predict``."""
+
+    run_id: int
+    name: str | None
+    mode: str
+    backbone: str
+    accuracy: float | None
+    deployed_at: datetime
+    predict_url: str
+
+
 class ProjectDetail(ProjectOut):
+    deployed: DeployedModel | None = None
     labels: list[LabelOut]
     unlabeled: int
     splits: SplitCounts

@@ -13,6 +13,7 @@ from backend.errors import Conflict, NotFound
 from backend.images.models import Image
 from backend.projects.models import Label, Project, label_key
 from backend.projects.schemas import (
+    DeployedModel,
     LabelOut,
     ProjectDetail,
     ProjectOut,
@@ -21,6 +22,7 @@ from backend.projects.schemas import (
 )
 from backend.runs.models import Run
 from backend.runs.readiness import MIN_IMAGES_PER_LABEL, training_blocker
+from backend.runs.service import deployed_run
 
 
 class ProjectNotFound(NotFound):
@@ -121,12 +123,29 @@ def project_detail(session: Session, project: Project) -> ProjectDetail:
         **base.model_dump(exclude={"image_count", "run_count"}),
         image_count=_total(totals),
         run_count=run_count,
+        deployed=_deployed(session, project),
         labels=labels,
         unlabeled=_total(counts[None]),
         splits=totals,
         readiness=TrainingReadiness(
             ready=blocker is None, blocker=blocker, min_images_per_label=MIN_IMAGES_PER_LABEL
         ),
+    )
+
+
+def _deployed(session: Session, project: Project) -> DeployedModel | None:
+    run = deployed_run(session, project)
+    if run is None or run.deployed_at is None:
+        return None
+    accuracy = (run.metrics or {}).get("accuracy")
+    return DeployedModel(
+        run_id=run.id,
+        name=run.name,
+        mode=run.mode.value,
+        backbone=run.backbone,
+        accuracy=accuracy if isinstance(accuracy, float | int) else None,
+        deployed_at=run.deployed_at,
+        predict_url=f"/api/projects/{project.id}/predict",
     )
 
 

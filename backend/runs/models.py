@@ -10,10 +10,12 @@ from sqlalchemy import (
     Enum,
     Float,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -58,6 +60,16 @@ class Run(TimestampMixin, Base):
     """One training job; this row, not Celery, is the source of truth for its state."""
 
     __tablename__ = "run"
+    # At most one deployed run per project (partial unique index on both databases).
+    __table_args__ = (
+        Index(
+            "uq_run_deployed_project_id",
+            "project_id",
+            unique=True,
+            sqlite_where=text("deployed_at IS NOT NULL"),
+            postgresql_where=text("deployed_at IS NOT NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     project_id: Mapped[int] = mapped_column(
@@ -65,6 +77,7 @@ class Run(TimestampMixin, Base):
     )
     mode: Mapped[RunMode] = mapped_column(_stored_as_value(RunMode))
     backbone: Mapped[str] = mapped_column(String(200))
+    name: Mapped[str | None] = mapped_column(String(200), nullable=True)
     options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     status: Mapped[RunStatus] = mapped_column(
         _stored_as_value(RunStatus), default=RunStatus.QUEUED, index=True
@@ -84,6 +97,8 @@ class Run(TimestampMixin, Base):
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Set on the one run whose model answers POST /api/projects/{pid}/predict.
+    deployed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
     project: Mapped[Project] = relationship()
     artifacts: Mapped[list[Artifact]] = relationship(

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from fastapi import APIRouter, File, UploadFile, status
+from fastapi import APIRouter, File, Response, UploadFile, status
 from fastapi.responses import FileResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
@@ -18,6 +18,7 @@ from backend.runs.schemas import (
     PredictOut,
     RunIn,
     RunOut,
+    RunPatch,
 )
 from backend.runs.zoo import zoo_with_weights
 from backend.schemas import AUTHED, OWNED, WRITE, errors, files_of
@@ -57,6 +58,59 @@ def list_runs(project: ProjectDep, session: SessionDep) -> list[RunOut]:
 @router.get("/api/runs/{rid}", response_model=RunOut, responses=errors(*OWNED))
 def get_run(run: RunDep) -> RunOut:
     return service.run_out(run)
+
+
+@router.patch("/api/runs/{rid}", response_model=RunOut, responses=errors(*OWNED, *WRITE))
+def rename_run(body: RunPatch, run: RunDep, session: SessionDep) -> RunOut:
+    return service.run_out(service.rename_run(session, run, body.name))
+
+
+@router.delete(
+    "/api/runs/{rid}", status_code=status.HTTP_204_NO_CONTENT, responses=errors(*OWNED, 403, 409)
+)
+def delete_run(run: RunDep, session: SessionDep) -> Response:
+    """A finished run and everything it made: predictions, model files, heatmaps."""
+    service.delete_run(session, run)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post(
+    "/api/runs/{rid}/rerun",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=RunOut,
+    responses=errors(*OWNED, 403),
+)
+def rerun(run: RunDep, session: SessionDep) -> RunOut:
+    """Train again with the same mode, backbone and options."""
+    return service.run_out(service.rerun(session, run))
+
+
+@router.post("/api/runs/{rid}/deploy", response_model=RunOut, responses=errors(*OWNED, 403, 409))
+def deploy_run(run: RunDep, session: SessionDep) -> RunOut:
+    """Make this run's model the one ``POST /api/projects/{pid}/predict`` answers with."""
+    return service.run_out(service.deploy_run(session, run))
+
+
+@router.delete("/api/runs/{rid}/deploy", response_model=RunOut, responses=errors(*OWNED, 403))
+def undeploy_run(run: RunDep, session: SessionDep) -> RunOut:
+    return service.run_out(service.undeploy_run(session, run))
+
+
+@router.post(
+    "/api/projects/{pid}/predict",
+    response_model=PredictOut | BatchPredictOut,
+    responses=errors(*OWNED, *WRITE, 409),
+)
+def predict_with_deployed(
+    project: ProjectDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    file: list[UploadFile] = File(min_length=1),
+) -> PredictOut | BatchPredictOut:
+    """The project's deployed model: a stable URL while the run behind it changes."""
+    return predict.predict_uploads(
+        service.deployed_classifier_path(session, project), file, settings
+    )
 
 
 @router.get(

@@ -6,14 +6,23 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from annotated_types import Ge, Le
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, computed_field, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    computed_field,
+    field_validator,
+)
 
 from backend.runs.models import RunMode, RunStatus
-from backend.schemas import JsonInt, integral_float
+from backend.schemas import Body, JsonInt, clean_name, integral_float, name_field
 
 MODEL_NAME_PATTERN = r"^[A-Za-z0-9_.\-]{1,200}$"
 _MODEL_NAME = re.compile(MODEL_NAME_PATTERN)
 WILSON_Z = 1.96  # 95 % interval
+RUN_NAME_MAX_CHARS = 200
 
 HeadKind = Literal["auto", "logreg", "svm", "mlp"]
 TrainLayers = Literal["head", "last_blocks", "all"]
@@ -51,6 +60,13 @@ class RunOptions(Contract):
     candidates: list[str] | None = None
 
 
+def _run_name(value: str | None) -> str | None:
+    return None if value is None else clean_name(value, "run name")
+
+
+RunName = Annotated[str | None, AfterValidator(_run_name)]
+
+
 class RunIn(Contract):
     # Strict, like every request body (backend.schemas.Body): "0" is not a boolean here.
     model_config = ConfigDict(extra="forbid", strict=True)
@@ -60,6 +76,7 @@ class RunIn(Contract):
         default="tf_efficientnet_lite0", json_schema_extra={"pattern": MODEL_NAME_PATTERN}
     )
     options: RunOptions = Field(default_factory=RunOptions)
+    name: RunName = name_field(RUN_NAME_MAX_CHARS, default=None)
 
     @field_validator("backbone")
     @classmethod
@@ -253,6 +270,12 @@ class AutoDecision(Contract):
     ranking: str
 
 
+class RunPatch(Body):
+    """Rename a run; an empty name is refused, ``null`` drops the name."""
+
+    name: RunName = name_field(RUN_NAME_MAX_CHARS, default=None)
+
+
 class ArtifactOut(BaseModel):
     format: str
     filename: str
@@ -265,6 +288,9 @@ class ArtifactOut(BaseModel):
 class RunOut(BaseModel):
     id: int
     project_id: int
+    name: str | None
+    deployed: bool
+    deployed_at: datetime | None
     mode: RunMode
     backbone: str
     options: RunOptions

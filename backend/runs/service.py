@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from backend.auth.models import User
+from backend.config import get_settings
 from backend.db import after_commit, session_scope, utcnow
 from backend.errors import Conflict, NotFound
 from backend.projects.models import Project
@@ -47,6 +49,21 @@ class RunNotSucceeded(Conflict):
     detail = "This run has no trained model yet: only a run that succeeded can predict."
 
 
+class RunStillActive(Conflict):
+    detail = "This run is still queued or training: cancel it first, then delete it."
+
+
+class CannotDeploy(Conflict):
+    detail = "Only a run that succeeded has a model to deploy."
+
+
+class NothingDeployed(Conflict):
+    detail = (
+        "This project has no deployed model yet: open a run that succeeded and choose "
+        "“Deploy this model”."
+    )
+
+
 def create_run(session: Session, project: Project, body: RunIn) -> Run:
     """Store a queued run; its task is sent only once the row is committed."""
     run = transitions.create(session, project.id, body)
@@ -63,6 +80,55 @@ def enqueue_or_fail(run_id: int, mode: RunMode) -> None:
         log.warning("could not enqueue run %s: %s", run_id, exc)
         with session_scope() as session:
             transitions.fail_unsent(session, run_id)
+
+
+def rerun(session: Session, run: Run) -> Run:
+    """A new queued run with the same mode, backbone and options (and name) as ``run``."""
+    body = RunIn(
+        mode=run.mode, backbone=run.backbone, options=RunOptions.model_validate(run.options)
+    )
+    again = create_run(session, run.project, body)
+    if run.name:
+        transitions.rename(session, again, run.name)
+    return again
+
+
+def rename_run(session: Session, run: Run, name: str | None) -> Run:
+    transitions.rename(session, run, name)
+    return run
+
+
+def delete_run(session: Session, run: Run) -> None:
+    """Delete a finished run, its predictions, model files and heatmaps."""
+    folder = get_settings().run_dir(run.id)
+    if not transitions.delete_finished(session, run):
+        raise RunStillActive()
+    after_commit(session, lambda: shutil.rmtree(folder, ignore_errors=True))
+
+
+def deploy_run(session: Session, run: Run) -> Run:
+    if not transitions.deploy(session, run):
+        raise CannotDeploy()
+    return run
+
+
+def undeploy_run(session: Session, run: Run) -> Run:
+    transitions.undeploy(session, run)
+    return run
+
+
+def deployed_run(session: Session, project: Project) -> Run | None:
+    """The run whose model answers the project's prediction endpoint, if any."""
+    return session.scalar(
+        select(Run).where(Run.project_id == project.id, Run.deployed_at.is_not(None))
+    )
+
+
+def deployed_classifier_path(session: Session, project: Project) -> Path:
+    run = deployed_run(session, project)
+    if run is None:
+        raise NothingDeployed()
+    return classifier_path(run)
 
 
 def list_runs(session: Session, project: Project) -> list[Run]:
@@ -114,6 +180,9 @@ def run_out(run: Run) -> RunOut:
     return RunOut(
         id=run.id,
         project_id=run.project_id,
+        name=run.name,
+        deployed=run.deployed_at is not None,
+        deployed_at=run.deployed_at,
         mode=run.mode,
         backbone=run.backbone,
         options=RunOptions.model_validate(run.options),

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import CursorResult, Result, select, update
+from sqlalchemy import CursorResult, Result, delete, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -82,6 +82,7 @@ def create(session: Session, project_id: int, body: RunIn) -> Run:
         project_id=project_id,
         mode=body.mode,
         backbone=body.backbone,
+        name=body.name,
         options=body.options.model_dump(mode="json"),
         status=RunStatus.QUEUED,
         stage=RunStatus.QUEUED.value,
@@ -116,6 +117,51 @@ def cancel(session: Session, run: Run) -> bool:
     )
     session.refresh(run)
     return True
+
+
+def rename(session: Session, run: Run, name: str | None) -> None:
+    """The owner's name for the run (None: shown by its number only)."""
+    session.execute(update(Run).where(Run.id == run.id).values(name=name))
+    session.refresh(run)
+
+
+def deploy(session: Session, run: Run) -> bool:
+    """Make a succeeded run the project's deployed model, in place of any other; False (and
+    nothing changed) when the run has no trained model."""
+    if run.status != RunStatus.SUCCEEDED:
+        return False
+    session.execute(
+        update(Run)
+        .where(Run.project_id == run.project_id, Run.id != run.id, Run.deployed_at.is_not(None))
+        .values(deployed_at=None)
+    )
+    result = session.execute(
+        update(Run)
+        .where(Run.id == run.id, Run.status == RunStatus.SUCCEEDED)
+        .values(deployed_at=utcnow())
+    )
+    session.refresh(run)
+    return _rowcount(result) == 1
+
+
+def undeploy(session: Session, run: Run) -> None:
+    """The project has no deployed model any more (if this run was it)."""
+    session.execute(update(Run).where(Run.id == run.id).values(deployed_at=None))
+    session.refresh(run)
+
+
+def delete_finished(session: Session, run: Run) -> bool:
+    """Remove a finished run's row (predictions, artifacts and heatmaps rows go with it);
+    False while it is queued or running. The caller removes its files after the commit."""
+    result = session.execute(
+        delete(Run)
+        .where(Run.id == run.id, Run.status.in_([s for s in RunStatus if s.is_terminal]))
+        .execution_options(synchronize_session=False)
+    )
+    if _rowcount(result) == 1:
+        session.expunge(run)
+        return True
+    return False
 
 
 # ---------------------------------------------------------------- a worker's transitions

@@ -1,0 +1,118 @@
+"""Runs as first-class objects: rename, train again, deploy (the project's stable prediction
+URL), delete with everything the run wrote."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from backend.config import get_settings
+from tests.conftest import ApiUser
+from tests.runs.conftest import execute, start_run
+
+pytestmark = pytest.mark.slow
+
+
+def _picture(client: TestClient, user: ApiUser, run_id: int) -> tuple[dict, bytes]:
+    stored = client.get(f"/api/runs/{run_id}/predictions", headers=user.headers).json()
+    item = stored["items"][0]
+    image = client.get(f"/api/images/{item['image_id']}/file", headers=user.headers).content
+    return item, image
+
+
+def test_rename_rerun_deploy_predict_and_delete(
+    client: TestClient, user: ApiUser, make_user, small_project: dict
+) -> None:  # type: ignore[no-untyped-def]
+    pid = small_project["id"]
+    run = start_run(
+        client, user, small_project, backbone="tf_efficientnet_lite0", options={"head": "logreg"}
+    )
+    assert run["name"] is None and run["deployed"] is False
+    assert execute(run["id"]) == "succeeded"
+    rid = run["id"]
+
+    # Nothing deployed yet: the project's endpoint says what to do.
+    item, image = _picture(client, user, rid)
+    files = [("file", (item["filename"], image, "image/jpeg"))]
+    refused = client.post(f"/api/projects/{pid}/predict", files=files, headers=user.headers)
+    assert refused.status_code == 409
+    assert "no deployed model" in refused.json()["detail"]
+
+    renamed = client.patch(f"/api/runs/{rid}", json={"name": "  first try  "}, headers=user.headers)
+    assert renamed.status_code == 200 and renamed.json()["name"] == "first try"
+    blank = client.patch(f"/api/runs/{rid}", json={"name": " "}, headers=user.headers)
+    assert blank.status_code == 422 and "run name cannot be empty" in blank.text
+
+    deployed = client.post(f"/api/runs/{rid}/deploy", headers=user.headers)
+    assert deployed.status_code == 200 and deployed.json()["deployed"] is True
+    detail = client.get(f"/api/projects/{pid}", headers=user.headers).json()
+    assert detail["deployed"]["run_id"] == rid
+    assert detail["deployed"]["name"] == "first try"
+    assert detail["deployed"]["predict_url"] == f"/api/projects/{pid}/predict"
+    answer = client.post(f"/api/projects/{pid}/predict", files=files, headers=user.headers)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["label"] == item["predicted_label"]
+    for name, p in item["probabilities"].items():
+        assert abs(answer.json()["probabilities"][name] - p) < 1e-4
+
+    # Someone else can neither deploy it nor use the project's endpoint.
+    stranger = make_user()
+    assert client.post(f"/api/runs/{rid}/deploy", headers=stranger.headers).status_code == 404
+    other = client.post(f"/api/projects/{pid}/predict", files=files, headers=stranger.headers)
+    assert other.status_code == 404
+
+    # Train again: same mode, backbone, options and name; a queued run cannot be deployed or
+    # deleted, a cancelled one can be deleted.
+    again = client.post(f"/api/runs/{rid}/rerun", headers=user.headers)
+    assert again.status_code == 202, again.text
+    second = again.json()
+    assert (second["mode"], second["backbone"], second["options"], second["name"]) == (
+        run["mode"],
+        run["backbone"],
+        run["options"],
+        "first try",
+    )
+    assert second["status"] == "queued" and second["id"] != rid
+    assert client.post(f"/api/runs/{second['id']}/deploy", headers=user.headers).status_code == 409
+    busy = client.delete(f"/api/runs/{second['id']}", headers=user.headers)
+    assert busy.status_code == 409 and "cancel it first" in busy.json()["detail"]
+    client.post(f"/api/runs/{second['id']}/cancel", headers=user.headers)
+    assert client.delete(f"/api/runs/{second['id']}", headers=user.headers).status_code == 204
+
+    # Deleting the deployed run takes its files and the project's endpoint with it.
+    folder = get_settings().run_dir(rid)
+    assert (folder / "model.onnx").is_file()
+    assert client.delete(f"/api/runs/{rid}", headers=user.headers).status_code == 204
+    assert not Path(folder).exists()
+    assert client.get(f"/api/runs/{rid}", headers=user.headers).status_code == 404
+    assert client.get(f"/api/projects/{pid}", headers=user.headers).json()["deployed"] is None
+    gone = client.post(f"/api/projects/{pid}/predict", files=files, headers=user.headers)
+    assert gone.status_code == 409
+    assert client.get(f"/api/projects/{pid}/runs", headers=user.headers).json() == []
+
+
+def test_deploying_another_run_replaces_the_deployed_one(
+    client: TestClient, user: ApiUser, small_project: dict
+) -> None:
+    first = start_run(client, user, small_project, backbone="tf_efficientnet_lite0")
+    second = start_run(
+        client, user, small_project, backbone="tf_efficientnet_lite0", options={"head": "svm"}
+    )
+    assert execute(first["id"]) == "succeeded"
+    assert execute(second["id"]) == "succeeded"
+    client.post(f"/api/runs/{first['id']}/deploy", headers=user.headers)
+    client.post(f"/api/runs/{second['id']}/deploy", headers=user.headers)
+    runs = {
+        r["id"]: r
+        for r in client.get(
+            f"/api/projects/{small_project['id']}/runs", headers=user.headers
+        ).json()
+    }
+    assert runs[first["id"]]["deployed"] is False
+    assert runs[second["id"]]["deployed"] is True
+    undone = client.delete(f"/api/runs/{second['id']}/deploy", headers=user.headers)
+    assert undone.json()["deployed"] is False
+    detail = client.get(f"/api/projects/{small_project['id']}", headers=user.headers).json()
+    assert detail["deployed"] is None
