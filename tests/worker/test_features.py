@@ -10,6 +10,7 @@ import pytest
 
 from tests.worker.conftest import BACKBONE, Image
 from worker.ml.errors import Cancelled
+from worker.ml.export import PARITY_TOLERANCE, parity_error
 from worker.ml.features import EmbeddingResult, embed_images
 
 
@@ -72,12 +73,34 @@ def test_cancellation_between_batches(images: list[Image], fresh_cache: Path) ->
 
 
 def test_openvino_and_onnxruntime_agree(images: list[Image], fresh_cache: Path) -> None:
+    # OpenVINO runs in float32 on every CPU (on AMX/AVX512-BF16 ones it would otherwise
+    # pick bfloat16 and differ by ~7e-2 of the scale); measured in float32: ~1e-6.
     items = _items(images[:8])
     shutil.copytree(fresh_cache / "onnx", fresh_cache / "ov" / "onnx")
     ort = embed_images(items, BACKBONE, cache_dir=fresh_cache, runtime="onnxruntime")
     ov = embed_images(items, BACKBONE, cache_dir=fresh_cache / "ov", runtime="openvino")
     assert (ort.runtime, ov.runtime) == ("onnxruntime", "openvino")
-    assert np.abs(ort.embeddings - ov.embeddings).max() < 1e-3
+    assert parity_error(ov.embeddings, ort.embeddings) <= PARITY_TOLERANCE
+
+
+def test_parity_tolerance_catches_reduced_precision(
+    images: list[Image], lite0: EmbeddingResult
+) -> None:
+    """The tolerance above is tight enough to see bfloat16 arithmetic, where the CPU has it."""
+    import openvino as ov
+
+    from backend.inference.preprocess import load_image
+    from worker.ml.features import _cpu_runner
+
+    if "BF16" not in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+        pytest.skip("this CPU has no bfloat16 arithmetic (AMX or AVX512-BF16)")
+    assert lite0.feature_graph is not None
+    graph = str(lite0.feature_graph)
+    batch = np.stack([load_image(im.path, lite0.preprocess) for im in images[:8]])
+    reference = lite0.embeddings[:8]
+    assert parity_error(_cpu_runner(graph, "openvino", 2)(batch), reference) <= PARITY_TOLERANCE
+    bf16 = _cpu_runner(graph, "openvino", 2, "bf16")(batch)
+    assert parity_error(bf16, reference) > 10 * PARITY_TOLERANCE
 
 
 def test_flipped_view_is_the_mirrored_input_cached_apart(

@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
 
 Runtime = Literal["auto", "openvino", "onnxruntime", "torch"]
 Runner = Callable[[np.ndarray], np.ndarray]
+# OpenVINO's inference precision. Set explicitly: on CPUs with AMX or AVX512-BF16 OpenVINO
+# otherwise runs in bfloat16 (embeddings then differ from ONNX Runtime's by ~0.3).
+Precision = Literal["f32", "bf16", "f16"]
 # Preference order on CPU. On the 2-core benchmark machine ONNX Runtime measured as fast
 # as or faster than OpenVINO on the same graph (docs/benchmarks.md).
 CPU_RUNTIMES: tuple[str, ...] = ("onnxruntime", "openvino")
@@ -131,8 +134,9 @@ def feature_onnx(
 
 
 @functools.lru_cache(maxsize=2)
-def _cpu_runner(path: str, runtime: str, threads: int) -> Runner:
-    """A compiled CPU session, kept per process: compiling takes a second or more."""
+def _cpu_runner(path: str, runtime: str, threads: int, precision: Precision = "f32") -> Runner:
+    """A compiled CPU session, kept per process: compiling takes a second or more.
+    ``precision`` applies to OpenVINO (ONNX Runtime's CPU provider runs the graph's float32)."""
     if runtime == "openvino":
         import openvino as ov
 
@@ -143,6 +147,7 @@ def _cpu_runner(path: str, runtime: str, threads: int) -> Runner:
             {
                 "INFERENCE_NUM_THREADS": threads,
                 "PERFORMANCE_HINT": "LATENCY",
+                "INFERENCE_PRECISION_HINT": precision,
                 "CACHE_DIR": str(Path(path).parent / "openvino-cache"),
             },
         )
