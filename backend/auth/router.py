@@ -36,7 +36,7 @@ def signup(
     settings: SettingsDep,
     limiter: LimiterDep,
     response: Response,
-):
+) -> SignupOut:
     limiter.hit(limiter.signup_ip, client_address(request))
     user = service.sign_up(session, body.email, body.password, body.invite)
     token = service.issue_session(session, user, name="signup")
@@ -52,7 +52,7 @@ def login(
     settings: SettingsDep,
     limiter: LimiterDep,
     response: Response,
-):
+) -> LoginOut:
     """Attempts are limited per client address, failures per email (any email, so that a
     429 tells nothing about which have accounts)."""
     limiter.hit(limiter.login_ip, client_address(request))
@@ -75,7 +75,7 @@ def reset_password(
     settings: SettingsDep,
     limiter: LimiterDep,
     response: Response,
-):
+) -> LoginOut:
     """Choose a new password with an admin's reset link; signs you in."""
     limiter.hit(limiter.login_ip, client_address(request))
     user = service.reset_password(session, body.token, body.password)
