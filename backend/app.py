@@ -9,7 +9,6 @@ from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
-from sqlalchemy import text
 
 from backend import __version__, migrations
 from backend.admin.router import router as admin_router
@@ -17,19 +16,20 @@ from backend.apidocs import install_api_docs
 from backend.auth.cookies import SessionCookieRenewal
 from backend.auth.router import router as auth_router
 from backend.config import get_settings
-from backend.db import get_engine
 from backend.errors import install_error_handlers
 from backend.explanations.router import router as explanations_router
 from backend.headers import SecurityHeaders
 from backend.health.router import router as health_router
 from backend.images.router import router as images_router
 from backend.limits import install_body_limit
+from backend.ops.metrics import RequestMetrics
+from backend.ops.router import router as ops_router
 from backend.pages.router import router as pages_router
 from backend.projects.router import router as projects_router
 from backend.ratelimit import RateLimiter
+from backend.runs.recovery import RecoverySweep
 from backend.runs.router import backbones_router
 from backend.runs.router import router as runs_router
-from backend.schemas import errors
 
 FRONTEND_DIR = Path(__file__).resolve().parents[1] / "frontend"
 
@@ -40,9 +40,18 @@ async def lifespan(_: FastAPI) -> AsyncIterator[None]:
     # Uploads spool to disk past 1 MB (Starlette's SpooledTemporaryFile, which takes no folder
     # argument): into the data dir, whose disk is sized for images, not the system's /tmp.
     system_tmp, tempfile.tempdir = tempfile.tempdir, str(settings.tmp_dir.resolve())
+    # The API sweeps too: runs are recovered even while no worker is alive (a silent run is
+    # requeued, then shown as queued, not running for ever).
+    sweep = (
+        RecoverySweep(settings.recovery_sweep_s).start()
+        if settings.redis_url and settings.recovery_sweep_s > 0
+        else None
+    )
     try:
         yield
     finally:
+        if sweep is not None:
+            sweep.stop()
         tempfile.tempdir = system_tmp
 
 
@@ -53,27 +62,14 @@ def create_app() -> FastAPI:
     )
     install_body_limit(app, settings.max_request_bytes)
     app.add_middleware(SessionCookieRenewal)
-    app.add_middleware(SecurityHeaders)  # outermost: the 413 above gets the headers too
+    app.add_middleware(SecurityHeaders)  # the 413 above gets the headers too
+    app.add_middleware(RequestMetrics)  # outermost: times every answer, 413s included
     app.state.limiter = RateLimiter(settings)
     install_error_handlers(app)
     install_api_docs(app)
 
-    @app.get("/api/health", tags=["health"], responses=errors(422))
-    def health(worker: bool = True) -> dict[str, object]:
-        with get_engine().connect() as connection:
-            connection.execute(text("SELECT 1"))
-        body: dict[str, object] = {"status": "ok", "version": __version__, "database": "ok"}
-        if worker:
-            from backend.queue import ping_worker
-
-            body["worker"] = (
-                ping_worker(timeout=2.0)
-                if settings.redis_url
-                else {"alive": False, "reason": "no broker configured"}
-            )
-        return body
-
     for router in (
+        ops_router,
         auth_router,
         admin_router,
         projects_router,

@@ -49,20 +49,29 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from backend import migrations
-    from backend.embedded import start_embedded_redis, stop_embedded_redis
+    from backend.embedded import lock_data_dir, start_embedded_redis
+    from backend.logs import configure_logging
+    from backend.processes import child_of_this_process
 
-    settings = migrations.prepare_to_serve(get_settings())
+    settings = get_settings()
+    configure_logging(settings)
+    lock = lock_data_dir(settings.data_dir) if settings.is_sqlite else None
+    settings = migrations.prepare_to_serve(settings)
     embedded = None
     if not settings.redis_url:
-        embedded, url = start_embedded_redis(settings.data_dir)
-        os.environ["AUTODL_REDIS_URL"] = url
+        embedded = start_embedded_redis(settings.data_dir)
+        os.environ["AUTODL_REDIS_URL"] = embedded.url
         get_settings.cache_clear()
-        print(f"autodl: embedded Redis at {url}", flush=True)
+        print(f"autodl: embedded Redis at {embedded.url}", flush=True)
     worker = None
     if not args.no_worker:
+        # SIGQUIT (Celery's cold shutdown) if this process dies, however it dies: the
+        # worker stops at once and its pool processes die with it; the run it held is
+        # recovered by the next server's sweep.
         worker = subprocess.Popen(
             [sys.executable, "-m", "backend.cli", "worker", "--concurrency", "1"],
             env=os.environ.copy(),
+            preexec_fn=child_of_this_process(signal.SIGQUIT),
         )
     print(f"autodl: serving on http://{args.host}:{args.port}", flush=True)
     # uvicorn re-raises SIGTERM once it has shut down; turn it into SystemExit so the
@@ -75,6 +84,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             host=args.host,
             port=args.port,
             log_level=args.log_level,
+            log_config=None,  # autodl's logging configuration (backend/logs.py)
             timeout_graceful_shutdown=3,
         )
     finally:
@@ -85,7 +95,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
             except subprocess.TimeoutExpired:
                 worker.kill()
         if embedded is not None:
-            stop_embedded_redis(embedded)
+            embedded.stop()
+        if lock is not None:
+            lock.close()
     return 0
 
 
@@ -97,10 +109,40 @@ def add_worker(commands: Subparsers) -> None:
     worker.add_argument("--gpus", help="GPU index(es) for this worker, e.g. 0")
     worker.add_argument("--name", help="worker name")
     worker.add_argument("--log-level", default="info")
+    worker.add_argument(
+        "--check",
+        action="store_true",
+        help="exit 0 if a worker of this host (or --name) sent a heartbeat within its "
+        "interval, else 1 (a container healthcheck)",
+    )
     worker.set_defaults(func=cmd_worker)
 
 
+def check_worker(name: str | None) -> int:
+    import socket
+
+    from backend.ops.workers import live_workers
+    from backend.queue import broker_redis
+
+    try:
+        alive = live_workers(broker_redis())
+    except Exception as exc:
+        print(f"autodl: the broker cannot be reached: {exc}", file=sys.stderr)
+        return 1
+    host = socket.gethostname()
+    mine = [w for w in alive if (w.name == name if name else w.host == host)]
+    for w in mine:
+        print(f"{w.name}: alive, queues {','.join(w.queues)}")
+    if not mine:
+        print(
+            f"autodl: no live worker {'named ' + name if name else 'on ' + host}", file=sys.stderr
+        )
+    return 0 if mine else 1
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
+    if args.check:
+        return check_worker(args.name)
     if args.gpus is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = args.gpus
     from worker.celery_app import app

@@ -57,7 +57,24 @@ class Settings(BaseSettings):
     cookie_secure: bool = False
 
     hf_offline: bool = True
+    # A run whose worker has not written its row for this long is recovered (requeued once,
+    # then failed); see backend/runs/transitions.py.
     worker_heartbeat_timeout_s: int = 90
+    # Each worker process announces itself in Redis this often; /api/health/ready counts a
+    # worker alive while its last announcement is younger than two intervals.
+    worker_heartbeat_interval_s: float = 10.0
+    # How often the recovery sweep (API and workers) looks for silent or unsent runs.
+    recovery_sweep_s: float = 30.0
+    # A worker's pool process is replaced after a task that leaves it above this resident
+    # size (Celery's worker_max_memory_per_child), so an idle worker returns to its idle
+    # size; 0 turns it off. max_tasks_per_child replaces it after that many tasks (0: never).
+    worker_max_memory_mb: int = 1024
+    worker_max_tasks_per_child: int = 0
+
+    # Logs: one line per record with time, level, logger and run id; JSON objects instead
+    # when log_json is true (for a log collector).
+    log_json: bool = False
+    log_level: str = "info"
 
     @property
     def resolved_database_url(self) -> str:

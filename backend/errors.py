@@ -52,6 +52,31 @@ class InsufficientStorage(AppError):
     detail = "There is no room left for this upload."
 
 
+class OutOfDiskSpace(InsufficientStorage):
+    detail = (
+        "The file could not be stored: the server is out of disk space (or its storage "
+        "refused the write). Nothing was added; ask the administrator to free space."
+    )
+
+
+class ServiceUnavailable(AppError):
+    status = 503
+    detail = "A part of the service is unreachable; try again in a minute."
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """A write failed for want of room (or quota, or a broken disk), not because of the data."""
+    import errno
+
+    return isinstance(exc, OSError) and exc.errno in (
+        errno.ENOSPC,
+        errno.EDQUOT,
+        errno.EFBIG,
+        errno.EIO,
+        errno.EROFS,
+    )
+
+
 class PayloadTooLarge(AppError):
     status = 413
     detail = "The upload is larger than this server accepts."

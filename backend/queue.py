@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-import time
+import ast
+import base64
+import json
 from functools import lru_cache
+from typing import cast
 
+import redis
 from celery import Celery
 
 from backend.config import Settings, get_settings
 
 TRAIN_TASK = "autodl.train_run"
 PING_TASK = "autodl.ping"
+QUEUES = ("cpu", "gpu")
 RECOVER_TASK = "autodl.recover_runs"
 HEALTH_TASK = "autodl.examine_project"
 EXPLAIN_TASK = "autodl.explain_image"
@@ -45,6 +50,10 @@ def configure(app: Celery, settings: Settings) -> None:
         result_backend_transport_options={"retry_policy": {"max_retries": 2}},
         broker_transport_options={"visibility_timeout": 24 * 3600},
         worker_hijack_root_logger=False,
+        # A pool process that a run or a cancel left above this size is replaced after the
+        # task (an idle worker returns to its idle size instead of keeping 1-2 GB for ever).
+        worker_max_memory_per_child=settings.worker_max_memory_mb * 1024 or None,
+        worker_max_tasks_per_child=settings.worker_max_tasks_per_child or None,
     )
 
 
@@ -95,14 +104,65 @@ def enqueue_explanation(run_id: int, image_id: int) -> None:
     )
 
 
-def ping_worker(timeout: float = 2.0) -> dict[str, object]:
-    """Round trip a ping task through the broker; reports whether a worker answered."""
-    started = time.perf_counter()
+def redis_py_url(url: str) -> str:
+    """The broker URL as redis-py spells it (kombu's ``redis+socket://`` is a unix socket)."""
+    if url.startswith("redis+socket://"):
+        return "unix://" + url.removeprefix("redis+socket://")
+    return url
+
+
+@lru_cache
+def broker_redis() -> redis.Redis:
+    """A plain client of the broker's Redis, quick to give up: health checks, heartbeats,
+    queue depths and sent-task marks must not hang on a broker that is down."""
+    return redis.Redis.from_url(
+        redis_py_url(broker_url(get_settings())),
+        socket_timeout=2,
+        socket_connect_timeout=2,
+        health_check_interval=10,
+    )
+
+
+# kombu keeps a Redis list per queue and priority step; priority 0 is the plain name.
+_PRIORITY_LISTS = ("", "\x06\x163", "\x06\x166", "\x06\x169")
+
+
+def queue_depths() -> dict[str, int]:
+    """Messages waiting in each queue."""
+    client = broker_redis()
+    return {
+        queue: sum(cast(int, client.llen(queue + step)) for step in _PRIORITY_LISTS)
+        for queue in QUEUES
+    }
+
+
+def _task_args(raw: bytes) -> tuple[str, list[object]] | None:
+    """The task name and arguments of one message as kombu stores it in Redis."""
     try:
-        result = celery_client().send_task(
-            PING_TASK, queue="cpu", retry=True, retry_policy=PUBLISH_RETRY
-        )
-        answer = result.get(timeout=timeout)
-    except Exception as exc:  # broker down, no worker, timeout: all mean "not alive"
-        return {"alive": False, "reason": type(exc).__name__}
-    return {"alive": True, "answer": answer, "ms": round((time.perf_counter() - started) * 1000)}
+        message = json.loads(raw)
+        headers = message.get("headers") or {}
+        if "argsrepr" in headers:
+            args = ast.literal_eval(headers["argsrepr"])
+        else:
+            body = message["body"]
+            if message.get("properties", {}).get("body_encoding") == "base64":
+                body = base64.b64decode(body)
+            args = json.loads(body)[0]
+        return str(headers.get("task", "")), list(args)
+    except (ValueError, KeyError, TypeError, SyntaxError, IndexError):
+        return None
+
+
+def waiting_run_ids() -> set[int]:
+    """Runs with a training task waiting in a queue (not yet taken by any worker)."""
+    client = broker_redis()
+    waiting: set[int] = set()
+    for queue in QUEUES:
+        for step in _PRIORITY_LISTS:
+            for raw in cast(list[bytes], client.lrange(queue + step, 0, -1)):
+                parsed = _task_args(raw)
+                if parsed and parsed[0] == TRAIN_TASK and parsed[1]:
+                    run_id = parsed[1][0]
+                    if isinstance(run_id, int):
+                        waiting.add(run_id)
+    return waiting

@@ -85,7 +85,8 @@ _WHY = {
     413: "The body is larger than this server accepts.",
     422: "The request does not fit the schema, or a value is unusable.",
     429: "Too many attempts: wait as long as Retry-After says.",
-    507: "Your storage quota is used up.",
+    503: "A part of the service it needs (the task queue) is unreachable; the reason is given.",
+    507: "Your storage quota is used up, or the server is out of disk space.",
 }
 _RETRY_AFTER = {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}}
 

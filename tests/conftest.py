@@ -72,11 +72,11 @@ def shared_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def reset_caches() -> None:
     from backend.config import get_settings
     from backend.db import get_engine, get_sessionmaker
-    from backend.queue import celery_client
+    from backend.queue import broker_redis, celery_client
 
     if get_engine.cache_info().currsize:
         get_engine().dispose()
-    for cached in (get_settings, get_engine, get_sessionmaker, celery_client):
+    for cached in (get_settings, get_engine, get_sessionmaker, celery_client, broker_redis):
         cached.cache_clear()
 
 
@@ -119,6 +119,9 @@ def settings_env(
     monkeypatch.setenv("AUTODL_DATA_DIR", str(data_dir))
     monkeypatch.setenv("AUTODL_DATABASE_URL", database_url)
     monkeypatch.setenv("AUTODL_REDIS_URL", redis_url)
+    # No background recovery sweep in in-process apps: tests call backend.runs.recovery
+    # themselves, and the fault tests (tests/fleet) run it in real servers.
+    monkeypatch.setenv("AUTODL_RECOVERY_SWEEP_S", "0")
     monkeypatch.setenv("AUTODL_SECRET_KEY", "test-secret-" + uuid.uuid4().hex)
     # Most tests sign up several users; tests/auth/test_accounts.py covers the other modes.
     monkeypatch.setenv("AUTODL_SIGNUP", "open")

@@ -9,6 +9,7 @@ in ``worker/artifacts.py``.
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import time
 from typing import Literal
@@ -19,7 +20,7 @@ from sqlalchemy import delete, select
 from backend.config import Settings, get_settings
 from backend.db import session_scope
 from backend.images.models import Image
-from backend.queue import enqueue_run
+from backend.logs import run_context
 from backend.runs import transitions
 from backend.runs.models import Artifact, Prediction, Run
 from backend.runs.schemas import RunOptions
@@ -40,18 +41,30 @@ Execution = Literal["succeeded", "failed", "cancelled", "skipped"]
 # ---------------------------------------------------------------- life cycle
 
 
-def execute_run(run_id: int) -> Execution:
-    """Train ``run_id`` unless it is finished, cancelled or owned by a live worker."""
+def execute_run(run_id: int, worker: str | None = None) -> Execution:
+    """Train ``run_id`` unless it is finished, cancelled or owned by a live worker.
+
+    ``worker`` is the Celery worker's unique name (stored in ``run.worker``)."""
     settings = get_settings()
-    with session_scope() as session:
-        lease = transitions.claim(
-            session,
-            run_id,
-            worker=socket.gethostname(),
-            stale_after_s=settings.worker_heartbeat_timeout_s,
-        )
-    if lease is None:
-        return "skipped"
+    with run_context(run_id):
+        with session_scope() as session:
+            lease = transitions.claim(
+                session,
+                run_id,
+                worker=worker or f"{os.getpid()}@{socket.gethostname()}",
+                stale_after_s=settings.worker_heartbeat_timeout_s,
+            )
+        if lease is None:
+            log.info("run %s is not this worker's to train (finished, or claimed)", run_id)
+            return "skipped"
+        log.info("training run %s", run_id)
+        outcome = _execute(lease, settings)
+        log.info("run %s %s", run_id, outcome)
+        return outcome
+
+
+def _execute(lease: Lease, settings: Settings) -> Execution:
+    run_id = lease.run_id
     with RunReporter(lease) as reporter:
         try:
             train(lease, settings, reporter)
@@ -77,28 +90,6 @@ def execute_run(run_id: int) -> Execution:
                 )
             return "failed"
     return "succeeded"
-
-
-def recover_abandoned_runs(settings: Settings | None = None) -> list[int]:
-    """Requeue (or fail) runs whose worker went silent, and send the requeued ones again."""
-    settings = settings or get_settings()
-    with session_scope() as session:
-        requeued = transitions.recover_silent_runs(
-            session, stale_after_s=settings.worker_heartbeat_timeout_s
-        )
-    for run_id, mode in requeued:
-        enqueue_run(run_id, mode)
-    return [run_id for run_id, _ in requeued]
-
-
-def resend_queued_runs() -> list[int]:
-    """Send the tasks of every queued run again (a restarted broker may have lost them);
-    a duplicate message is harmless, since only one worker can claim a run."""
-    with session_scope() as session:
-        queued = transitions.queued_runs(session)
-    for run_id, mode in queued:
-        enqueue_run(run_id, mode)
-    return [run_id for run_id, _ in queued]
 
 
 def train(lease: Lease, settings: Settings, reporter: RunReporter) -> None:

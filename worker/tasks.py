@@ -1,29 +1,43 @@
-"""Celery tasks: thin wrappers that take ids and call the pipeline."""
+"""Celery tasks: thin wrappers that take ids and call the pipeline; the worker's signals."""
 
 from __future__ import annotations
 
 import logging
+import signal
 import threading
-from collections.abc import Callable
+import time
+from typing import Any
 
-from celery.signals import worker_ready
+from celery import Task
+from celery.signals import setup_logging, worker_process_init, worker_ready, worker_shutdown
 
+from backend.config import get_settings
 from backend.db import session_scope
 from backend.health.service import request_check_if_examinable
-from backend.queue import EXPLAIN_TASK, HEALTH_TASK, PING_TASK, RECOVER_TASK, TRAIN_TASK
+from backend.logs import configure_logging
+from backend.ops import workers
+from backend.processes import die_with_parent
+from backend.queue import (
+    EXPLAIN_TASK,
+    HEALTH_TASK,
+    PING_TASK,
+    RECOVER_TASK,
+    TRAIN_TASK,
+    broker_redis,
+)
 from backend.runs.models import Run
+from backend.runs.recovery import RecoverySweep, recover_abandoned_runs
 from worker.celery_app import app
 from worker.explain import explain_image
 from worker.health import examine_project
-from worker.pipeline import Execution, execute_run, recover_abandoned_runs, resend_queued_runs
+from worker.pipeline import Execution, execute_run
 
 log = logging.getLogger(__name__)
-SWEEP_EVERY_S = 30.0
 
 
-@app.task(name=TRAIN_TASK, acks_late=True, reject_on_worker_lost=True)
-def train_run(run_id: int) -> Execution:
-    outcome = execute_run(run_id)
+@app.task(name=TRAIN_TASK, bind=True, acks_late=True, reject_on_worker_lost=True)
+def train_run(self: Task, run_id: int) -> Execution:
+    outcome = execute_run(run_id, worker=self.request.hostname)
     if outcome == "succeeded":
         refresh_health_after_run(run_id)
     return outcome
@@ -60,28 +74,74 @@ def recover_runs() -> list[int]:
     return recover_abandoned_runs()
 
 
-def _logged(action: Callable[[], list[int]], what: str) -> None:
-    """Run one sweep step; a failure is logged, never raised into the sweep's thread."""
-    try:
-        run_ids = action()
-    except Exception:
-        log.exception("%s failed", what)
-        return
-    if run_ids:
-        log.warning("%s: %s", what, run_ids)
+# ---------------------------------------------------------------- the worker's life
+
+
+@setup_logging.connect
+def _logging(**_: object) -> None:
+    """autodl's format (time, level, logger, run id; JSON if asked) instead of Celery's."""
+    configure_logging(get_settings())
+
+
+@worker_process_init.connect
+def _pool_process_dies_with_worker(**_: object) -> None:
+    """A pool process killed with its worker (kill -9) must not train on as an orphan,
+    heartbeating a run that the recovery sweep should hand to another worker."""
+    die_with_parent(signal.SIGKILL)
+
+
+class Heartbeat:
+    """The worker's announcements in Redis (backend/ops/workers.py), from its main process,
+    which never trains: they keep coming while every pool process is busy."""
+
+    def __init__(self, name: str, queues: list[str]) -> None:
+        self.name, self.queues = name, queues
+        self.interval_s = get_settings().worker_heartbeat_interval_s
+        self.started_at = time.time()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="autodl-heartbeat", daemon=True)
+
+    def start(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        try:
+            workers.withdraw(broker_redis(), self.name)
+        except Exception as exc:
+            log.warning("could not withdraw the worker's heartbeat: %s", exc)
+
+    def _loop(self) -> None:
+        while True:
+            try:
+                workers.announce(
+                    broker_redis(),
+                    self.name,
+                    queues=self.queues,
+                    interval_s=self.interval_s,
+                    started_at=self.started_at,
+                )
+            except Exception as exc:  # the broker is down: try again next interval
+                log.warning("could not send the worker's heartbeat: %s", exc)
+            if self._stop.wait(self.interval_s):
+                return
+
+
+_running: list[Any] = []
 
 
 @worker_ready.connect
-def _start_recovery_sweeps(**_: object) -> None:
-    """Re-send queued runs at start, then requeue (or fail) runs of dead workers every
-    SWEEP_EVERY_S seconds."""
-    stop = threading.Event()
+def _start(sender: Any = None, **_: object) -> None:
+    """Heartbeats, and the recovery sweep (backend/runs/recovery.py), in the main process."""
+    name = str(getattr(sender, "hostname", None) or f"worker-{time.time_ns()}")
+    queues = sorted(q.name for q in getattr(getattr(sender, "task_consumer", None), "queues", []))
+    _running.append(Heartbeat(name, queues).start())
+    _running.append(RecoverySweep(get_settings().recovery_sweep_s).start())
 
-    def sweep() -> None:
-        _logged(resend_queued_runs, "re-sent the tasks of queued runs")
-        while True:
-            _logged(recover_abandoned_runs, "requeued runs abandoned by a stopped worker")
-            if stop.wait(SWEEP_EVERY_S):
-                return
 
-    threading.Thread(target=sweep, name="autodl-recovery", daemon=True).start()
+@worker_shutdown.connect
+def _stop(**_: object) -> None:
+    while _running:
+        _running.pop().stop()

@@ -32,7 +32,7 @@ from backend.archives import (
     too_large,
 )
 from backend.config import Settings
-from backend.errors import InsufficientStorage, InvalidInput
+from backend.errors import InsufficientStorage, InvalidInput, OutOfDiskSpace, is_disk_full
 from backend.images.decode import NotAPicture, PixelBudget, read_picture
 from backend.images.models import SPLITS, Image
 from backend.projects.models import Label, Project, label_key
@@ -233,21 +233,36 @@ class _Ingest:
     def add_file(
         self, shown: str, filename: str, fileobj: IO[bytes], label: str | None, split: str | None
     ) -> None:
-        """Verdict for one file; never raises."""
+        """Verdict for one file; raises only OutOfDiskSpace (a 507 for the whole request)."""
         try:
             self._add(shown, filename, fileobj, label, split)
         except (Refused, NotAPicture) as exc:
             self.reject(shown, exc.reason)
         except LabelNameClash as exc:
             self.reject(shown, exc.detail)
+        except OSError as exc:
+            if is_disk_full(exc):
+                logger.error("could not store %r: %s", shown, exc)
+                raise OutOfDiskSpace() from exc
+            logger.exception("could not ingest %r into project %s", shown, self.project.id)
+            self.reject(shown, COULD_NOT_READ)
         except Exception:
             logger.exception("could not ingest %r into project %s", shown, self.project.id)
             self.reject(shown, COULD_NOT_READ)
 
     def add_zip(self, source: UploadSource, label: str | None, split: str | None) -> None:
-        """Verdicts for every entry of a zip; never raises."""
+        """Verdicts for every entry of a zip; raises only OutOfDiskSpace."""
         try:
             self._add_zip(source, label, split)
+        except OutOfDiskSpace:
+            raise
+        except OSError as exc:
+            if is_disk_full(exc):
+                raise OutOfDiskSpace() from exc
+            logger.exception(
+                "could not unpack %r into project %s", source.filename, self.project.id
+            )
+            self.reject(source.filename, COULD_NOT_READ)
         except Exception:  # entries already reported keep their verdicts
             logger.exception(
                 "could not unpack %r into project %s", source.filename, self.project.id

@@ -44,7 +44,7 @@ def backbones(_: CurrentUser, settings: SettingsDep) -> list[dict[str, object]]:
     "/api/projects/{pid}/runs",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=RunOut,
-    responses=errors(*OWNED, *WRITE, 409),
+    responses=errors(*OWNED, *WRITE, 409, 503),
 )
 def create_run(body: RunIn, project: ProjectDep, session: SessionDep) -> RunOut:
     return service.run_out(service.create_run(session, project, body))

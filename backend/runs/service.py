@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from backend.auth.models import User
 from backend.config import get_settings
 from backend.db import after_commit, session_scope, utcnow
-from backend.errors import Conflict, NotFound
+from backend.errors import Conflict, NotFound, ServiceUnavailable
 from backend.projects.models import Project
 from backend.queue import enqueue_run
 from backend.runs import transitions
@@ -64,22 +64,32 @@ class NothingDeployed(Conflict):
     )
 
 
+class BrokerUnavailable(ServiceUnavailable):
+    detail = "The task queue (Redis) cannot be reached, so the run was not started."
+
+
 def create_run(session: Session, project: Project, body: RunIn) -> Run:
-    """Store a queued run; its task is sent only once the row is committed."""
+    """Store a queued run; its task is sent once the row is committed (a worker must find
+    it), before the answer goes out. If the broker cannot be reached the row is removed
+    again and the request fails with a 503: a refused request stores nothing."""
     run = transitions.create(session, project.id, body)
     run_id, mode = run.id, run.mode
-    after_commit(session, lambda: enqueue_or_fail(run_id, mode))
+    after_commit(session, lambda: enqueue_or_withdraw(run_id, mode))
     return run
 
 
-def enqueue_or_fail(run_id: int, mode: RunMode) -> None:
-    """Send the run's task; if the broker is unreachable, fail the run instead of losing it."""
+def enqueue_or_withdraw(run_id: int, mode: RunMode) -> None:
     try:
         enqueue_run(run_id, mode)
     except Exception as exc:
         log.warning("could not enqueue run %s: %s", run_id, exc)
         with session_scope() as session:
-            transitions.fail_unsent(session, run_id)
+            transitions.withdraw_unsent(session, run_id)
+        raise BrokerUnavailable(
+            "The task queue (Redis) cannot be reached, so the run was not started and "
+            f"nothing was stored ({type(exc).__name__}: {exc}). Check that Redis is running, "
+            "then start the run again."
+        ) from exc
 
 
 def rerun(session: Session, run: Run) -> Run:

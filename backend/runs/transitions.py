@@ -7,7 +7,8 @@
     │  └─── requeue ─────┘ │ └──────────> failed
     │    (silent worker)   │   cancelled
     ├──> cancelled         └────────────> cancelled
-    └──> failed (never sent)
+    ├──> (removed: the broker refused its task; POST /runs answers 503)
+    └──> resent (still queued: its task is not in the broker)
 ```
 
 The API and the worker change a run only through these functions, each a conditional
@@ -15,7 +16,9 @@ UPDATE on the state it leaves, so two writers cannot both win. A worker's writes
 :class:`Lease` (the run and the attempt it claimed): once the run is requeued, failed or
 claimed again, the old worker's writes match no row and it stops. Reads never change
 state; what to do with a run whose worker went silent is decided in
-:func:`recover_silent_runs`, called by the workers' sweep. The caller owns the session
+:func:`recover_silent_runs`, and which queued runs lack a task in :func:`unsent_runs`, both
+called by the one recovery sweep (backend/runs/recovery.py) that every API process and
+every worker runs. The caller owns the session
 and its transaction.
 """
 
@@ -35,10 +38,6 @@ from backend.runs.schemas import AutoDecision, EpochRecord, RunIn, RunMetrics
 
 MAX_ATTEMPTS = 2  # a run whose worker went silent is tried once more, then failed
 
-NOT_SENT = (
-    "The task queue (Redis) could not be reached, so no worker received this run. Check that "
-    "Redis and a worker are running, then start the run again."
-)
 WORKER_LOST = (
     "The worker training this model stopped (it was restarted or ran out of memory) and the "
     "retry did not finish either. Start the run again."
@@ -92,13 +91,10 @@ def create(session: Session, project_id: int, body: RunIn) -> Run:
     return run
 
 
-def fail_unsent(session: Session, run_id: int) -> None:
-    """The broker could not be reached: the queued run fails instead of waiting for ever."""
-    session.execute(
-        update(Run)
-        .where(Run.id == run_id, Run.status == RunStatus.QUEUED)
-        .values(**_ended(RunStatus.FAILED, NOT_SENT))
-    )
+def withdraw_unsent(session: Session, run_id: int) -> None:
+    """The broker could not be reached when the run was created: it is removed again, so the
+    refused request leaves nothing behind (no worker can have seen its id)."""
+    session.execute(delete(Run).where(Run.id == run_id, Run.status == RunStatus.QUEUED))
 
 
 def cancel(session: Session, run: Run) -> bool:
@@ -336,7 +332,17 @@ def recover_silent_runs(session: Session, *, stale_after_s: float) -> list[tuple
     return requeued
 
 
-def queued_runs(session: Session) -> list[tuple[int, RunMode]]:
-    """Every queued run, whose task may need sending again (a restarted broker loses them)."""
-    rows = session.execute(select(Run.id, Run.mode).where(Run.status == RunStatus.QUEUED))
-    return [(run_id, mode) for run_id, mode in rows]
+def unsent_runs(
+    session: Session, *, waiting: set[int], quiet_for_s: float
+) -> list[tuple[int, RunMode]]:
+    """Queued runs with no task waiting in the broker (a restarted Redis without persistence,
+    a FLUSHALL, a message reserved by a worker that died), left alone for ``quiet_for_s`` so
+    a task that is being sent right now is not sent twice. Their tasks are sent again; a
+    duplicate is harmless, since only one worker can claim a run."""
+    quiet_before = utcnow() - timedelta(seconds=quiet_for_s)
+    rows = session.execute(
+        select(Run.id, Run.mode)
+        .where(Run.status == RunStatus.QUEUED, Run.updated_at < quiet_before)
+        .order_by(Run.id)
+    )
+    return [(run_id, mode) for run_id, mode in rows if run_id not in waiting]

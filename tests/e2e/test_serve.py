@@ -21,7 +21,7 @@ def test_embedded_default_uploads_trains_and_predicts(
     archive = hymenoptera_zip(hymenoptera)
     with live_server(tmp_path / "data", AUTODL_CACHE_DIR=str(shared_cache_dir)) as (server, _):
         health = server.client().get("/api/health").json()
-        assert health["worker"]["alive"] and health["worker"]["answer"] == "pong"
+        assert health["worker"]["alive"] and health["worker"]["count"] == 1
 
         with server.client() as anonymous:
             token = signup(anonymous)

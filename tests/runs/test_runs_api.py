@@ -217,12 +217,15 @@ def test_predict_before_success_is_a_conflict(
     assert response.status_code == 409
 
 
-def test_unreachable_broker_fails_the_run_instead_of_losing_it(
+def test_unreachable_broker_is_a_503_that_stores_nothing(
     client: TestClient, user: ApiUser, project: dict, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("AUTODL_REDIS_URL", "redis://127.0.0.1:1/0")  # nothing listens there
     reset_caches()
-    run = start_run(client, user, project)
-    state = client.get(f"/api/runs/{run['id']}", headers=user.headers).json()
-    assert state["status"] == "failed"
-    assert "Redis" in state["error"]
+    response = client.post(
+        f"/api/projects/{project['id']}/runs", json={"mode": "linear"}, headers=user.headers
+    )
+    assert response.status_code == 503, response.text
+    assert "task queue (Redis) cannot be reached" in response.json()["detail"]
+    listed = client.get(f"/api/projects/{project['id']}/runs", headers=user.headers).json()
+    assert listed == []

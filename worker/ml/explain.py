@@ -59,9 +59,11 @@ def load_classifier(torchscript: Path, backbone: str) -> tuple[nn.Module, list[s
     import timm
 
     from worker.ml.backbones import create_backbone
+    from worker.ml.export import torchscript_without_deprecation
 
     extra = {"labels": "", "preprocess": ""}
-    traced = torch.jit.load(str(torchscript), map_location="cpu", _extra_files=extra)
+    with torchscript_without_deprecation():
+        traced = torch.jit.load(str(torchscript), map_location="cpu", _extra_files=extra)
     labels = list(json.loads(extra["labels"]))
     preprocess = Preprocess.from_dict(json.loads(extra["preprocess"]))
     state = {key: value for key, value in traced.state_dict().items()}

@@ -7,7 +7,9 @@ against the PyTorch model, then renamed: a listed artifact is always complete.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +43,18 @@ def build_classifier(backbone_module: nn.Module, head: TrainedHead | nn.Module) 
     """Compose a pooled-feature backbone and a head into an image -> probabilities model."""
     head_module = head.to_torch() if isinstance(head, TrainedHead) else head
     return Classifier(backbone_module, head_module).eval()
+
+
+@contextmanager
+def torchscript_without_deprecation() -> Iterator[None]:
+    """torch 2.14 deprecates TorchScript for torch.export with a FutureWarning on every
+    trace, save and load; TorchScript is a format autodl exports on purpose, so that one
+    warning (and only it) is silenced where autodl calls torch.jit."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message=r"`torch\.jit\.\w+` is deprecated", category=FutureWarning
+        )
+        yield
 
 
 def _sample_input(preprocess: Preprocess, batch: int = 2) -> torch.Tensor:
@@ -150,13 +164,14 @@ def export_torchscript(
     """Write an image classifier as TorchScript (traced), with the same metadata as ONNX."""
     model = model.eval()
     sample = _sample_input(preprocess)
-    with torch.no_grad():
+    with torch.no_grad(), torchscript_without_deprecation():
         traced = torch.jit.trace(model, sample)
     extra = _artifact_metadata(preprocess, labels, metadata)
     out_path = Path(out_path)
     with atomic_path(out_path) as tmp:
-        torch.jit.save(traced, str(tmp), _extra_files=extra)
-        loaded = torch.jit.load(str(tmp))
+        with torchscript_without_deprecation():
+            torch.jit.save(traced, str(tmp), _extra_files=extra)
+            loaded = torch.jit.load(str(tmp))
 
         def run(x: np.ndarray) -> np.ndarray:
             with torch.no_grad():

@@ -1,0 +1,1 @@
+"""Operating the service: worker heartbeats, health and readiness, Prometheus metrics."""
