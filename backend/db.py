@@ -61,15 +61,29 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:
     cursor.close()
 
 
+# The API runs sync routes and dependencies in anyio's worker threads (40 by default), and
+# each holds a connection for its request; SSE polls and background threads take more. With
+# SQLAlchemy's default pool (5 + 10 overflow) the 16th concurrent request waited 30 s and
+# failed with a 500 (bench/load.py: 50 users logging in). Idle connections above POOL_SIZE
+# are closed when returned.
+POOL_SIZE = 10
+POOL_MAX_OVERFLOW = 54
+
+
 def make_engine(url: str) -> Engine:
+    pool: dict[str, int] = {"pool_size": POOL_SIZE, "max_overflow": POOL_MAX_OVERFLOW}
     if url.startswith("sqlite"):
         path = url.removeprefix("sqlite:///")
-        if path and path != ":memory:":
+        if path and path != ":memory:" and url != "sqlite://":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        else:
+            pool = {}  # in memory: SQLAlchemy keeps one connection per thread
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": 30}, **pool
+        )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    return create_engine(url, pool_pre_ping=True, **pool)
 
 
 @lru_cache

@@ -39,14 +39,15 @@ def bearer_token(request: Request) -> str | None:
 
 def token_user(request: Request, session: Session, token: str, from_cookie: bool) -> User | None:
     """The user of a presented token; a session cookie that slid is renewed on the answer."""
-    use = use_token(session, token)
-    if use is None:
+    use = use_token(token)
+    user = None if use is None else session.get(User, use.user_id)
+    if use is None or user is None:
         return None
     if from_cookie and use.slid:
         setattr(request.state, RENEW_STATE, token)  # SessionCookieRenewal re-sends the cookies
-    request.state.user = use.user
-    request.state.token_id = use.token.id
-    return use.user
+    request.state.user = user
+    request.state.token_id = use.token_id
+    return user
 
 
 def get_current_user(request: Request, session: SessionDep, settings: SettingsDep) -> User:

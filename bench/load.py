@@ -18,10 +18,12 @@ import gevent.monkey
 gevent.monkey.patch_all()
 
 import argparse  # noqa: E402
+import collections  # noqa: E402
 import io  # noqa: E402
 import itertools  # noqa: E402
 import os  # noqa: E402
 import random  # noqa: E402
+import re  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -38,6 +40,7 @@ from PIL import Image  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 DATASET = REPO.parent / "shared" / "datasets" / "hymenoptera"
 PASSWORD = "correct horse battery"
+EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Timeout)\b")
 TARGET_P99_MS = {"list images": 500, "predict": 500}
 ACCOUNTS: list[dict[str, object]] = []
 PICTURE = next(iter(sorted((DATASET / "val" / "bees").glob("*.jpg"))))
@@ -181,7 +184,23 @@ def main() -> int:
         finally:
             server.terminate()
             server.wait(timeout=30)
-    return 1 if failures else 0
+            server_errors = print_server_errors(Path(folder) / "serve.log")
+    return 1 if failures or server_errors else 0
+
+
+def print_server_errors(log: Path) -> int:
+    """The server's own account of what went wrong (its log goes with the temporary folder):
+    how many errors it logged, and each exception line of their tracebacks, counted, so a
+    500 under load shows its cause."""
+    lines = log.read_text(errors="replace").splitlines() if log.exists() else []
+    logged = sum(1 for line in lines if line.startswith("ERROR"))
+    causes = collections.Counter(
+        line[:240] for line in lines if EXCEPTION_LINE.match(line) and not line.startswith("ERROR")
+    )
+    print(f"server errors in its log: {logged}")
+    for cause, count in causes.most_common(20):
+        print(f"  x{count}: {cause}")
+    return logged
 
 
 def report(environment: Environment, args: argparse.Namespace, before, after) -> None:  # type: ignore[no-untyped-def]

@@ -48,7 +48,6 @@ def signup(
 def login(
     body: Credentials,
     request: Request,
-    session: SessionDep,
     settings: SettingsDep,
     limiter: LimiterDep,
     response: Response,
@@ -58,11 +57,10 @@ def login(
     limiter.hit(limiter.login_ip, client_address(request))
     limiter.check(limiter.login_account, body.email)
     try:
-        user = service.authenticate(session, body.email, body.password)
+        user, token = service.log_in(body.email, body.password)
     except service.InvalidCredentials:
         limiter.count(limiter.login_account, body.email)
         raise
-    token = service.issue_session(session, user, name="login")
     set_session_cookies(response, token, settings)
     return LoginOut(token=token, user=UserOut.model_validate(user))
 

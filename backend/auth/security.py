@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import secrets
+import threading
 from functools import lru_cache
 
 from argon2 import PasswordHasher
@@ -12,6 +14,13 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from zxcvbn import zxcvbn
 
 from backend.config import get_settings
+
+# argon2 is CPU work (a quarter of a second of it at the default cost, on 4 lanes). Fifty
+# log-ins at once had 40 request threads hashing together, 160 lanes on 2 cores, and every
+# other request of the process (and its event loop) starved behind them (bench/load.py).
+# Hashing waits its turn instead, as many at a time as there are cores.
+HASHING_SLOT_COUNT = os.cpu_count() or 1
+HASHING_SLOTS = threading.BoundedSemaphore(HASHING_SLOT_COUNT)
 
 
 @lru_cache
@@ -31,12 +40,14 @@ CSRF_HEADER = "X-CSRF-Token"
 
 
 def hash_password(password: str) -> str:
-    return hasher().hash(password)
+    with HASHING_SLOTS:
+        return hasher().hash(password)
 
 
 def verify_password(password_hash: str, password: str) -> bool:
     try:
-        return hasher().verify(password_hash, password)
+        with HASHING_SLOTS:
+            return hasher().verify(password_hash, password)
     except (VerificationError, InvalidHashError):
         return False
 

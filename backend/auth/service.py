@@ -18,7 +18,7 @@ from backend.auth.security import (
     verify_password_of_nobody,
 )
 from backend.config import get_settings
-from backend.db import utcnow
+from backend.db import session_scope, utcnow
 from backend.errors import AppError, Conflict, Forbidden, InvalidInput, NotFound
 
 
@@ -141,6 +141,19 @@ def authenticate(session: Session, email: str, password: str) -> User:
     return user
 
 
+def log_in(email: str, password: str) -> tuple[User, str]:
+    """The account for these credentials and a new session token for it.
+
+    Checked and written in a short transaction of its own, committed before the route
+    returns. In the request's transaction the new token held SQLite's write lock until the
+    answer was serialized, which needs one of the API's worker threads; with 40 log-ins at
+    once every thread was taken by log-ins waiting for that lock, and they failed after the
+    30-second busy timeout (bench/load.py: 32 of 50 log-ins answered 500)."""
+    with session_scope() as own:
+        user = authenticate(own, email, password)
+        return user, issue_session(own, user, name="login")
+
+
 def _issue(
     session: Session, user: User, kind: TokenKind, name: str, lifetime: timedelta
 ) -> tuple[ApiToken, str]:
@@ -179,28 +192,33 @@ def _refresh_interval(max_age_s: int) -> timedelta:
 
 @dataclass(frozen=True)
 class TokenUse:
-    user: User
-    token: ApiToken
+    user_id: int
+    token_id: int
     slid: bool  # a session's expiry moved forward: its cookie should be re-sent
 
 
-def use_token(session: Session, token: str) -> TokenUse | None:
-    """The user behind ``token``, or None when it is unknown, revoked, expired or its user
-    is disabled. Using a session token pushes its expiry back (sliding), at most once per
-    refresh interval."""
-    row = session.scalar(select(ApiToken).where(ApiToken.token_hash == token_digest(token)))
-    now = utcnow()
-    if row is None or row.expires_at <= now or row.user.disabled_at is not None:
-        return None
-    max_age_s = get_settings().session_max_age_s
-    slid = False
-    if row.last_used_at is None or now - row.last_used_at >= _refresh_interval(max_age_s):
-        row.last_used_at = now
-        if row.kind == TokenKind.SESSION:
-            row.expires_at = now + timedelta(seconds=max_age_s)
-            slid = True
-        session.flush()
-    return TokenUse(row.user, row, slid)
+def use_token(token: str) -> TokenUse | None:
+    """Whose ``token`` this is, or None when it is unknown, revoked, expired or its user is
+    disabled. Using a session token pushes its expiry back (sliding), at most once per
+    refresh interval.
+
+    This runs in a short transaction of its own, committed before the request's work starts:
+    sliding is a write, and in the request's transaction it held SQLite's write lock for the
+    whole request (a listing, a prediction), so uploads, log-ins and the worker waited behind
+    reads and failed with "database is locked" under load."""
+    with session_scope() as own:
+        row = own.scalar(select(ApiToken).where(ApiToken.token_hash == token_digest(token)))
+        now = utcnow()
+        if row is None or row.expires_at <= now or row.user.disabled_at is not None:
+            return None
+        max_age_s = get_settings().session_max_age_s
+        slid = False
+        if row.last_used_at is None or now - row.last_used_at >= _refresh_interval(max_age_s):
+            row.last_used_at = now
+            if row.kind == TokenKind.SESSION:
+                row.expires_at = now + timedelta(seconds=max_age_s)
+                slid = True
+        return TokenUse(row.user_id, row.id, slid)
 
 
 def list_tokens(session: Session, user: User) -> list[ApiToken]:
