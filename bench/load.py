@@ -40,6 +40,7 @@ from PIL import Image  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 DATASET = REPO.parent / "shared" / "datasets" / "hymenoptera"
 PASSWORD = "correct horse battery"
+ERROR_RECORD = re.compile(r"^(\S+ )?(ERROR|CRITICAL)\b")  # backend/logs.py: time level ...
 EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Timeout)\b")
 TARGET_P99_MS = {"list images": 500, "predict": 500}
 ACCOUNTS: list[dict[str, object]] = []
@@ -193,10 +194,8 @@ def print_server_errors(log: Path) -> int:
     how many errors it logged, and each exception line of their tracebacks, counted, so a
     500 under load shows its cause."""
     lines = log.read_text(errors="replace").splitlines() if log.exists() else []
-    logged = sum(1 for line in lines if line.startswith("ERROR"))
-    causes = collections.Counter(
-        line[:240] for line in lines if EXCEPTION_LINE.match(line) and not line.startswith("ERROR")
-    )
+    logged = sum(1 for line in lines if ERROR_RECORD.match(line))
+    causes = collections.Counter(line[:240] for line in lines if EXCEPTION_LINE.match(line))
     print(f"server errors in its log: {logged}")
     for cause, count in causes.most_common(20):
         print(f"  x{count}: {cause}")
