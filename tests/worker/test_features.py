@@ -121,3 +121,30 @@ def test_flipped_view_is_the_mirrored_input_cached_apart(
     run = _cpu_runner(str(plain.feature_graph), "onnxruntime", 2)
     mirrored = np.stack([load_image(im.path, plain.preprocess)[..., ::-1] for im in images[:4]])
     assert np.abs(run(np.ascontiguousarray(mirrored)) - flipped.embeddings).max() < 1e-4
+
+
+def test_all_cached_builds_no_network(
+    images: list[Image], lite0: EmbeddingResult, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A warm run reads the backbone's remembered facts: no timm model, no weights load."""
+    import worker.ml.features as features
+
+    built: list[str] = []
+    real = features.create_backbone
+
+    def counting(name: str, **kwargs: object):  # type: ignore[no-untyped-def]
+        built.append(name)
+        return real(name, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(features, "create_backbone", counting)
+    warm = embed_images(_items(images[:50]), BACKBONE, cache_dir=cache_dir)
+    assert (warm.n_cached, built) == (50, [])
+    assert warm.preprocess == lite0.preprocess and warm.weights == lite0.weights
+    assert np.array_equal(warm.embeddings, lite0.embeddings[:50])
+    # Facts damaged or gone: the network is built once and they are written again.
+    for facts in (cache_dir / "backbones").glob("*.json"):
+        facts.write_text("{not json")
+    again = embed_images(_items(images[:5]), BACKBONE, cache_dir=cache_dir)
+    assert built == [BACKBONE] and again.preprocess == lite0.preprocess
+    embed_images(_items(images[:5]), BACKBONE, cache_dir=cache_dir)
+    assert built == [BACKBONE]

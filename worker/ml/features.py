@@ -28,11 +28,11 @@ import torch
 
 from backend.inference.preprocess import Preprocess, load_image
 from backend.storage import atomic_path
-from worker.ml.backbones import create_backbone
+from worker.ml.backbones import check_backbone_name, create_backbone
 from worker.ml.device import resolve_device
 from worker.ml.errors import Cancelled
 from worker.ml.export import write_onnx
-from worker.ml.weights import WeightsInfo
+from worker.ml.weights import WeightsInfo, resolve_weights
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +114,65 @@ class EmbeddingCache:
             else:
                 found[sha] = vector
         return found, missing
+
+
+@dataclass(frozen=True)
+class BackboneFacts:
+    """What featurizing needs to know of a backbone without building it: its eval
+    preprocessing and feature width. Remembered per (backbone, weights digest) once the
+    network has been built, so a run whose embeddings are all cached builds nothing."""
+
+    preprocess: Preprocess
+    num_features: int
+
+
+def _facts_path(cache_dir: Path, backbone: str, weights: WeightsInfo) -> Path:
+    name = f"{backbone.replace('/', '--')}-{weights.digest[:24]}.json"
+    return Path(cache_dir) / "backbones" / name
+
+
+def _read_facts(path: Path) -> BackboneFacts | None:
+    try:
+        data = json.loads(path.read_text())
+        return BackboneFacts(Preprocess.from_dict(data["preprocess"]), int(data["num_features"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # absent or damaged: the network is built and the file rewritten
+
+
+def _write_facts(path: Path, facts: BackboneFacts) -> None:
+    data = {"preprocess": facts.preprocess.to_dict(), "num_features": facts.num_features}
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, sort_keys=True))
+
+
+class _Backbone:
+    """A backbone's facts at once, its network only when an image must go through it."""
+
+    def __init__(
+        self, name: str, cache_dir: Path, weights_dir: Path | None, offline: bool | None
+    ) -> None:
+        self.name, self.weights_dir, self.offline = name, weights_dir, offline
+        check_backbone_name(name)
+        self.weights = resolve_weights(name, weights_dir, offline=offline)
+        self._model: torch.nn.Module | None = None
+        path = _facts_path(cache_dir, name, self.weights)
+        facts = _read_facts(path)
+        if facts is None:
+            model, pp, _ = self._build()
+            facts = BackboneFacts(pp, int(cast(int, model.num_features)))
+            _write_facts(path, facts)
+        self.facts = facts
+
+    def _build(self) -> tuple[torch.nn.Module, Preprocess, WeightsInfo]:
+        model, pp, self.weights = create_backbone(
+            self.name, weights_dir=self.weights_dir, offline=self.offline
+        )
+        self._model = model
+        return model, pp, self.weights
+
+    @property
+    def model(self) -> torch.nn.Module:
+        return self._model if self._model is not None else self._build()[0]
 
 
 def _onnx_path(cache_dir: Path, backbone: str, weights: WeightsInfo, pp: Preprocess) -> Path:
@@ -215,13 +274,15 @@ def embed_images(
 
     With ``hflip`` the features are those of each preprocessed image mirrored left-right
     (the last axis reversed, as an exported flip-averaging graph does), cached apart.
-    Only images missing from the cache are decoded and run through the backbone.
+    Only images missing from the cache are decoded and run through the backbone; when
+    none is missing, the network is not even built.
     ``progress(done, total)`` is called after each batch, ``should_stop()`` before each
     (raising Cancelled); unreadable images are skipped and listed in ``failed``.
     """
     start = time.perf_counter()
     threads = threads or os.cpu_count() or 1
-    model, pp, weights = create_backbone(backbone, weights_dir=weights_dir, offline=offline)
+    net = _Backbone(backbone, cache_dir, weights_dir, offline)
+    pp, weights = net.facts.preprocess, net.weights
     cache = EmbeddingCache(cache_dir, cache_key(backbone, weights, pp, hflip))
     unique: dict[str, str | Path] = dict(items)
     vectors, todo = cache.split(unique)
@@ -232,13 +293,15 @@ def embed_images(
     failed: list[str] = []
     used = ""
     if todo:
-        used, run = _make_runner(model, backbone, weights, pp, cache_dir, device, runtime, threads)
+        used, run = _make_runner(
+            net.model, backbone, weights, pp, cache_dir, device, runtime, threads
+        )
         if hflip:
             run = _mirrored(run)
         count = _Counted(progress, done=n_cached, total=len(unique))
         failed = _featurize(todo, run, pp, cache, vectors, batch_size, threads, count, should_stop)
 
-    dim = next(iter(vectors.values())).shape[0] if vectors else cast(int, model.num_features)
+    dim = next(iter(vectors.values())).shape[0] if vectors else net.facts.num_features
     embeddings = np.full((len(items), dim), np.nan, dtype=np.float32)
     for row, (sha, _) in enumerate(items):
         if sha in vectors:

@@ -17,6 +17,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, cross_val_predict, cross_val_score
 from sklearn.svm import LinearSVC
+from threadpoolctl import threadpool_limits
 from torch import nn
 
 HeadKind = Literal["logreg", "svm", "mlp", "auto"]
@@ -289,7 +290,11 @@ def train_head(
         "mlp": lambda: _fit_mlp(Z, y_idx, cw, cv, seed),
     }
     tried = KINDS if kind == "auto" else (kind,)
-    fits = {k: fitters[k]() for k in tried}
+    # One BLAS thread: these are small problems (hundreds of rows), where thread hand-offs
+    # cost more than they save; on a busy 2-core machine two threads made logistic
+    # regression's CV take 1.7 s of CPU instead of 0.18 s (docs/benchmarks.md).
+    with threadpool_limits(1):
+        fits = {k: fitters[k]() for k in tried}
     best = max(tried, key=lambda k: np.nan_to_num(fits[k].cv_score, nan=-1.0))
     fit = fits[best]
 
