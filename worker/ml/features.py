@@ -293,9 +293,7 @@ def embed_images(
     failed: list[str] = []
     used = ""
     if todo:
-        used, run = _make_runner(
-            net.model, backbone, weights, pp, cache_dir, device, runtime, threads
-        )
+        used, run = _make_runner(net, backbone, weights, pp, cache_dir, device, runtime, threads)
         if hflip:
             run = _mirrored(run)
         count = _Counted(progress, done=n_cached, total=len(unique))
@@ -380,7 +378,7 @@ def _mirrored(run: Runner) -> Runner:
 
 
 def _make_runner(
-    model: torch.nn.Module,
+    net: _Backbone,
     backbone: str,
     weights: WeightsInfo,
     pp: Preprocess,
@@ -389,12 +387,15 @@ def _make_runner(
     runtime: Runtime,
     threads: int,
 ) -> tuple[str, Runner]:
-    """Pick and build the inference runtime: PyTorch on CUDA, an ONNX runtime on CPU."""
+    """Pick and build the inference runtime: PyTorch on CUDA, an ONNX runtime on CPU (the
+    network is built only to export its graph the first time, never once it is cached)."""
     device = resolve_device(device)
     if runtime == "auto":
         runtime = "torch" if device != "cpu" else default_cpu_runtime()  # type: ignore[assignment]
     if runtime == "torch":
         torch.set_num_threads(threads)
-        return "torch", _torch_runner(model, device)
-    path = feature_onnx(model, backbone, weights, pp, cache_dir)
+        return "torch", _torch_runner(net.model, device)
+    path = _onnx_path(cache_dir, backbone, weights, pp)
+    if not path.exists():
+        path = feature_onnx(net.model, backbone, weights, pp, cache_dir)
     return str(runtime), _cpu_runner(str(path), str(runtime), threads)
