@@ -151,7 +151,8 @@ def main() -> int:
                     pass
                 time.sleep(0.5)
             token = httpx.post(
-                f"{url}/api/auth/signup", json={"email": "b@example.com", "password": "benchmark"}
+                f"{url}/api/auth/signup",
+                json={"email": "b@example.com", "password": "bench correct horse staple"},
             ).json()["token"]
             api = httpx.Client(
                 base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=600
