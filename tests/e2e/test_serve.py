@@ -15,11 +15,12 @@ from tests.e2e.server import follow_events, live_server, signup, spawn, stop, wa
 pytestmark = pytest.mark.slow
 
 
-def test_embedded_default_uploads_trains_and_predicts(
-    tmp_path: Path, hymenoptera: Path, shared_cache_dir: Path
-) -> None:
+def test_embedded_default_uploads_trains_and_predicts(tmp_path: Path, hymenoptera: Path) -> None:
+    """A new server as a new user meets it: its own empty embedding cache, so the first run
+    featurizes every picture (with the suite's shared cache, an earlier test may have cached
+    them all and the stage would rightly be skipped)."""
     archive = hymenoptera_zip(hymenoptera)
-    with live_server(tmp_path / "data", AUTODL_CACHE_DIR=str(shared_cache_dir)) as (server, _):
+    with live_server(tmp_path / "data", AUTODL_CACHE_DIR=str(tmp_path / "cache")) as (server, _):
         health = server.client().get("/api/health").json()
         assert health["worker"]["alive"] and health["worker"]["count"] == 1
 
