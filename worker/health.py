@@ -126,12 +126,12 @@ def _compute(
     settings: Settings,
     progress: _Progress,
 ) -> dict[str, Any]:
-    from worker.ml.doctor import NotExaminable, Picture, examine
+    from worker.ml.doctor import Clock, NotExaminable, Picture, examine
     from worker.ml.features import embed_images
     from worker.ml.signatures import picture_signatures
 
     store = ImageStore(settings)
-    timings: dict[str, float] = {}
+    timings: dict[str, Any] = {}
     started = time.perf_counter()
     embedded = embed_images(
         [(sha, store.blob_path(sha)) for _, sha, *_ in rows],
@@ -150,13 +150,15 @@ def _compute(
     timings["signatures_s"] = round(time.perf_counter() - started, 3)
     pictures = [Picture(i, label, split, w, h) for i, _, label, split, w, h in rows]
     started = time.perf_counter()
+    clock = Clock()
     try:
         examination = examine(
-            pictures, embedded.embeddings, signatures, embedded.preprocess.input_size
+            pictures, embedded.embeddings, signatures, embedded.preprocess.input_size, clock=clock
         )
     except NotExaminable as exc:
         raise _Unexaminable(str(exc)) from exc
     timings["examine_s"] = round(time.perf_counter() - started, 3)
+    timings["examine"] = clock.to_dict()  # wall and CPU seconds of each part
     return {
         **examination.to_dict(),
         "backbone": backbone,

@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import math
 import os
+import time
 import warnings
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -144,6 +146,31 @@ class NotExaminable(ValueError):
     """The images and labels given cannot be examined; the message says why."""
 
 
+class Clock:
+    """Wall and CPU seconds of the parts of one examination, and some counts.
+
+    CPU time (``time.process_time``: every thread of the process) says what a part costs
+    whatever else the machine runs; wall time what it took under that load."""
+
+    def __init__(self) -> None:
+        self.parts: dict[str, dict[str, float]] = {}
+        self.counts: dict[str, int] = {}
+
+    @contextmanager
+    def __call__(self, part: str) -> Iterator[None]:
+        wall, cpu = time.perf_counter(), time.process_time()
+        try:
+            yield
+        finally:
+            entry = self.parts.setdefault(part, {"wall_s": 0.0, "cpu_s": 0.0})
+            entry["wall_s"] += time.perf_counter() - wall
+            entry["cpu_s"] += time.process_time() - cpu
+
+    def to_dict(self) -> dict[str, Any]:
+        parts = {k: {m: round(v, 3) for m, v in p.items()} for k, p in self.parts.items()}
+        return {"parts": parts, "counts": dict(self.counts)}
+
+
 # ---------------------------------------------------------------- geometry of embeddings
 
 
@@ -157,6 +184,15 @@ def centred_unit(X: np.ndarray) -> np.ndarray:
     return Z / np.maximum(norms, 1e-12)
 
 
+def _best(S: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Columns of the ``k`` largest entries of each row of ``S`` and those entries, best
+    first."""
+    top = np.argpartition(-S, k - 1, axis=1)[:, :k]
+    top_sims = np.take_along_axis(S, top, axis=1)
+    order = np.argsort(-top_sims, axis=1)
+    return np.take_along_axis(top, order, axis=1), np.take_along_axis(top_sims, order, axis=1)
+
+
 def nearest_neighbours(
     Z: np.ndarray, k: int, among: np.ndarray | None = None, block: int = 1024
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -164,21 +200,53 @@ def nearest_neighbours(
     indices into ``Z`` and cosines, best first."""
     pool = np.arange(len(Z)) if among is None else np.asarray(among)
     k = min(k, len(pool) - 1)
-    index = np.zeros((len(Z), k), dtype=np.int64)
-    sims = np.zeros((len(Z), k), dtype=np.float32)
+    index = np.zeros((len(Z), max(k, 0)), dtype=np.int64)
+    sims = np.zeros((len(Z), max(k, 0)), dtype=np.float32)
     if k <= 0:
-        return index[:, :0], sims[:, :0]
+        return index, sims
     candidates = Z[pool]
     for start in range(0, len(Z), block):
         rows = np.arange(start, min(start + block, len(Z)))
         S = Z[rows] @ candidates.T
         S[pool[None, :] == rows[:, None]] = -np.inf  # never one's own neighbour
-        top = np.argpartition(-S, k - 1, axis=1)[:, :k]
-        top_sims = np.take_along_axis(S, top, axis=1)
-        order = np.argsort(-top_sims, axis=1)
-        index[rows] = pool[np.take_along_axis(top, order, axis=1)]
-        sims[rows] = np.take_along_axis(top_sims, order, axis=1)
+        top, sims[rows] = _best(S, k)
+        index[rows] = pool[top]
     return index, sims
+
+
+@dataclass
+class Neighbours:
+    """Nearest neighbours (cosine) of every row, and of some rows among themselves."""
+
+    index: np.ndarray  # (n, k) indices into all rows, best first
+    sims: np.ndarray
+    within_index: np.ndarray  # (len(rows), k_within) indices into ``rows``, best first
+    within_sims: np.ndarray
+
+
+def neighbours_twice(
+    Z: np.ndarray, k: int, rows: np.ndarray, k_within: int, block: int = 1024
+) -> Neighbours:
+    """:func:`nearest_neighbours` ``(Z, k)`` and ``(Z[rows], k_within)`` from one pass over
+    the similarity matrix: the duplicate search and the kNN agreement of the labelled rows
+    used to multiply two thirds of it twice (docs/benchmarks.md)."""
+    n, rows = len(Z), np.asarray(rows, dtype=np.int64)
+    k, k_within = max(min(k, n - 1), 0), max(min(k_within, len(rows) - 1), 0)
+    index, sims = np.zeros((n, k), np.int64), np.zeros((n, k), np.float32)
+    within_index = np.zeros((len(rows), k_within), np.int64)
+    within_sims = np.zeros((len(rows), k_within), np.float32)
+    position = np.full(n, -1, dtype=np.int64)
+    position[rows] = np.arange(len(rows))
+    for start in range(0, n if k else 0, block):
+        chunk = np.arange(start, min(start + block, n))
+        S = Z[chunk] @ Z.T
+        S[np.arange(len(chunk)), chunk] = -np.inf  # never one's own neighbour
+        index[chunk], sims[chunk] = _best(S, k)
+        inside = position[chunk] >= 0
+        if k_within and inside.any():
+            at = position[chunk[inside]]
+            within_index[at], within_sims[at] = _best(S[inside][:, rows], k_within)
+    return Neighbours(index, sims, within_index, within_sims)
 
 
 # ---------------------------------------------------------------- near duplicates
@@ -213,23 +281,32 @@ def is_same_photo(a: Signature, b: Signature, cosine: float) -> bool:
 
 
 def near_duplicate_groups(
-    Z: np.ndarray, raw: np.ndarray, signatures: Sequence[Signature]
+    Z: np.ndarray,
+    raw: np.ndarray,
+    signatures: Sequence[Signature],
+    neighbours: Neighbours | None = None,
+    clock: Clock | None = None,
 ) -> list[tuple[list[int], bool]]:
     """Groups of row indices that show one photo, each with whether all are exact copies
-    (same pixels in other bytes). ``Z`` is :func:`centred_unit` of ``raw``."""
+    (same pixels in other bytes). ``Z`` is :func:`centred_unit` of ``raw``; ``neighbours``
+    (at least 3 of every row), when given, saves searching them again."""
+    clock = clock or Clock()
     n = len(Z)
     if n < 2:
         return []
-    nbr_index, nbr_sims = nearest_neighbours(Z, 3)
-    candidates = sorted(candidate_pairs(nbr_index, nbr_sims, signatures))
+    if neighbours is None:
+        neighbours = neighbours_twice(Z, 3, np.zeros(0, dtype=np.int64), 0)
+    with clock("candidates"):
+        candidates = sorted(candidate_pairs(neighbours.index, neighbours.sims, signatures))
 
     def check(pair: tuple[int, int]) -> bool:
         i, j = pair
         return is_same_photo(signatures[i], signatures[j], float(Z[i] @ Z[j]))
 
-    # OpenCV matches and fits without the GIL: one thread per core checks pairs.
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+    # faiss and OpenCV match and fit without the GIL: one thread per core checks pairs.
+    with clock("geometry"), ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         same = list(pool.map(check, candidates, chunksize=64))
+    clock.counts["candidate_pairs"] = len(candidates)
     confirmed = [pair for pair, ok in zip(candidates, same, strict=True) if ok]
     unit = raw / np.maximum(np.linalg.norm(raw, axis=1, keepdims=True), 1e-12)
     exact = {
@@ -302,7 +379,11 @@ def balanced_accuracy(y: np.ndarray, predicted: np.ndarray, n_classes: int) -> f
 
 def knn_agreement(Z: np.ndarray, y: np.ndarray, k: int = NEIGHBOURS) -> float:
     """Leave-one-out accuracy of a k-nearest-neighbour vote (cosine) on the labels."""
-    index, _ = nearest_neighbours(Z, k)
+    return knn_vote(nearest_neighbours(Z, k)[0], y)
+
+
+def knn_vote(index: np.ndarray, y: np.ndarray) -> float:
+    """:func:`knn_agreement` from the rows' neighbour table (indices into ``y``)."""
     if index.shape[1] == 0:
         return float("nan")
     votes = np.zeros((len(y), int(y.max()) + 1))
@@ -312,7 +393,7 @@ def knn_agreement(Z: np.ndarray, y: np.ndarray, k: int = NEIGHBOURS) -> float:
 
 
 def judge_domain_fit(
-    y: np.ndarray, proba: np.ndarray, Z: np.ndarray, classes: Sequence[str]
+    y: np.ndarray, proba: np.ndarray, knn: float, classes: Sequence[str]
 ) -> dict[str, Any]:
     """How well the backbone's features separate these labels, in plain words."""
     n_classes = len(classes)
@@ -321,7 +402,6 @@ def judge_domain_fit(
     balanced = balanced_accuracy(y, predicted, n_classes)
     counts = np.bincount(y, minlength=n_classes)
     chance = float(counts.max() / counts.sum())
-    knn = knn_agreement(Z, y)
     lift = (balanced - 1 / n_classes) / (1 - 1 / n_classes)
     per_label = int(np.median(counts))
     advice: list[str] = []
@@ -650,17 +730,19 @@ def examine(
     signatures: Sequence[Signature | None],
     input_size: int,
     seed: int = 0,
+    clock: Clock | None = None,
 ) -> Examination:
     """The data doctor's report for one project.
 
     ``embeddings`` has one row per picture (NaN rows: not readable); ``signatures`` one
     entry per picture (None: not readable). Raises NotExaminable when fewer than two
-    labels have two readable images each.
+    labels have two readable images each. ``clock``, when given, receives the time of
+    each part.
     """
     # One BLAS thread: on a shared 2-core machine OpenBLAS's two threads made one logistic
     # regression ten times slower, not faster (docs/benchmarks.md).
     with threadpool_limits(1):
-        return _examine(pictures, embeddings, signatures, input_size, seed)
+        return _examine(pictures, embeddings, signatures, input_size, seed, clock or Clock())
 
 
 def _examine(
@@ -669,6 +751,7 @@ def _examine(
     signatures: Sequence[Signature | None],
     input_size: int,
     seed: int,
+    clock: Clock,
 ) -> Examination:
     X_all = np.asarray(embeddings, dtype=np.float32)
     if len(pictures) == 0:
@@ -687,13 +770,19 @@ def _examine(
             "2 or more images each."
         )
     X = X_all[readable]
-    Z = centred_unit(X)
-    F = classifier_features(X, seed)
     sigs = [s for s in (signatures[i] for i in readable) if s is not None]
     pics = [pictures[i] for i in readable]
+    class_index = {name: c for c, name in enumerate(classes)}
+    train_rows = np.array([i for i, p in enumerate(pics) if p.label in class_index])
+    y = np.array([class_index[pics[i].label] for i in train_rows])  # type: ignore[index]
+    with clock("features"):
+        Z = centred_unit(X)
+        F = classifier_features(X, seed)
+    with clock("neighbours"):
+        neighbours = neighbours_twice(Z, 3, train_rows, NEIGHBOURS)
 
     groups = []
-    for rows, exact in near_duplicate_groups(Z, X, sigs):
+    for rows, exact in near_duplicate_groups(Z, X, sigs, neighbours, clock):
         labels = [pics[i].label for i in rows]
         splits = [pics[i].split for i in rows]
         groups.append(
@@ -707,10 +796,9 @@ def _examine(
             )
         )
 
-    class_index = {name: c for c, name in enumerate(classes)}
-    train_rows = np.array([i for i, p in enumerate(pics) if p.label in class_index])
-    y = np.array([class_index[pics[i].label] for i in train_rows])  # type: ignore[index]
-    proba = out_of_fold_probabilities(F[train_rows], y, seed)
+    with clock("label_errors"):
+        proba = out_of_fold_probabilities(F[train_rows], y, seed)
+        ranked = rank_label_issues(y, proba)
     issues = [
         LabelIssue(
             image_id=pics[train_rows[r]].image_id,
@@ -719,18 +807,20 @@ def _examine(
             score=float(1.0 - proba[r, y[r]]),
             confidence=float(proba[r].max()),
         )
-        for r in rank_label_issues(y, proba)
+        for r in ranked
     ]
-    fit = judge_domain_fit(y, proba, Z[train_rows], classes)
+    fit = judge_domain_fit(y, proba, knn_vote(neighbours.within_index, y), classes)
 
     unlabelled_rows = np.array([i for i, p in enumerate(pics) if p.label is None], dtype=int)
     suggestions: list[Suggestion] = []
     if len(unlabelled_rows):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            model = _logreg().fit(F[train_rows], y)
-        p_unlabelled = model.predict_proba(F[unlabelled_rows])
-        for r in suggestion_order(p_unlabelled, Z[unlabelled_rows], Z[train_rows]):
+        with clock("suggestions"):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                model = _logreg().fit(F[train_rows], y)
+            p_unlabelled = model.predict_proba(F[unlabelled_rows])
+            by_use = suggestion_order(p_unlabelled, Z[unlabelled_rows], Z[train_rows])
+        for r in by_use:
             suggestions.append(
                 Suggestion(
                     image_id=pics[unlabelled_rows[r]].image_id,
@@ -785,7 +875,8 @@ def _examine(
     order = {"error": 0, "warning": 1, "info": 2}
     findings.sort(key=lambda f: order[f.severity])
 
-    curve = learning_curve(F[train_rows], y, fit["cv_accuracy"], seed)
+    with clock("learning_curve"):
+        curve = learning_curve(F[train_rows], y, fit["cv_accuracy"], seed)
     return Examination(
         findings=findings,
         label_issues=issues,
