@@ -77,3 +77,14 @@ def add_images(
     with session_scope() as session:
         row = session.get_one(Project, project["id"])
         return ingest_files(session, get_settings(), row, sources, label=label, split=split)
+
+
+# timm's smallest test network (0.1 M parameters, 160 px input) with create_backbone's seeded
+# random weights: for tests of mechanics (run states, export, downloads, API plumbing), where
+# what the backbone has learnt is not the point. Tests of accuracy keep the real weights.
+TINY_BACKBONE = "test_efficientnet"
+
+
+def tiny_run(**options: object) -> dict:
+    """The body of a run request (``start_run(..., **tiny_run())``) for TINY_BACKBONE."""
+    return {"backbone": TINY_BACKBONE, "options": {"pretrained": False, **options}}

@@ -101,7 +101,9 @@ def train(lease: Lease, settings: Settings, reporter: RunReporter) -> None:
         options = RunOptions.model_validate(run.options)
     strategy = get_mode(mode)
     examples = load_examples(lease.run_id, options, settings)
-    outcome = strategy(examples, options, reporter, ModeContext(backbone, settings))
+    outcome = strategy(
+        examples, options, reporter, ModeContext(backbone, settings, options.pretrained)
+    )
     reporter.check_cancel()
     store_outcome(lease, examples, outcome, settings, reporter)
 

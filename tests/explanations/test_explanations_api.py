@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from tests.conftest import ApiUser
+from tests.factories import tiny_run
 from tests.runs.conftest import start_run
 
 
@@ -18,7 +19,7 @@ def test_a_heatmap_is_computed_on_request_cached_and_served(
     from worker.explain import explain_image
     from worker.tasks import train_run
 
-    run = start_run(client, user, small_project, mode="linear")
+    run = start_run(client, user, small_project, mode="linear", **tiny_run())
     assert train_run(run["id"]) == "succeeded"
     predictions = client.get(f"/api/runs/{run['id']}/predictions", headers=user.headers).json()
     item = predictions["items"][0]
@@ -34,7 +35,7 @@ def test_a_heatmap_is_computed_on_request_cached_and_served(
     png = client.get(done["url"], headers=user.headers)
     assert png.status_code == 200 and png.headers["content-type"] == "image/png"
     heat = np.asarray(Image.open(io.BytesIO(png.content)).convert("RGB"), dtype=np.float32)
-    assert heat.shape == (224, 224, 3)
+    assert heat.shape == (160, 160, 3)  # the tiny backbone's input size
     # A heatmap, not a flat tint: the colour map varies across the picture.
     red_minus_blue = heat[..., 0] - heat[..., 2]
     assert red_minus_blue.std() > 10
@@ -47,7 +48,7 @@ def test_a_heatmap_is_computed_on_request_cached_and_served(
 def test_heatmaps_only_for_images_of_the_runs_project(
     client: TestClient, user: ApiUser, small_project: dict, make_user
 ) -> None:  # type: ignore[no-untyped-def]
-    run = start_run(client, user, small_project, mode="linear")
+    run = start_run(client, user, small_project, mode="linear", **tiny_run())
     missing = client.post(f"/api/runs/{run['id']}/explanations/999999", headers=user.headers)
     assert missing.status_code == 404
     image_id = client.get(

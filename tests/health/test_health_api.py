@@ -263,10 +263,11 @@ def test_a_finished_run_asks_for_a_fresh_report(
 ) -> None:
     from backend.db import session_scope
     from backend.health.models import HealthReport
+    from tests.factories import tiny_run
     from tests.runs.conftest import start_run
     from worker.tasks import train_run
 
-    run = start_run(client, user, small_project, mode="linear")
+    run = start_run(client, user, small_project, mode="linear", **tiny_run())
     assert train_run(run["id"]) == "succeeded"
     with session_scope() as session:
         row = session.query(HealthReport).filter_by(project_id=small_project["id"]).one()

@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 
 from backend.inference.preprocess import Preprocess, load_image
 from tests.conftest import ApiUser, make_zip
+from tests.factories import tiny_run
 from tests.runs.conftest import execute, start_run
 
 pytestmark = pytest.mark.slow
@@ -23,7 +24,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def finished_run(client: TestClient, user: ApiUser, hymenoptera_project: dict) -> dict:
-    run = start_run(client, user, hymenoptera_project, backbone="tf_efficientnet_lite0")
+    run = start_run(client, user, hymenoptera_project, **tiny_run())
     assert execute(run["id"]) == "succeeded"
     return client.get(f"/api/runs/{run['id']}", headers=user.headers).json()
 

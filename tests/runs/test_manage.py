@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 
 from backend.config import get_settings
 from tests.conftest import ApiUser
+from tests.factories import tiny_run
 from tests.runs.conftest import execute, start_run
 
 pytestmark = pytest.mark.slow
@@ -26,12 +27,13 @@ def test_rename_rerun_deploy_predict_and_delete(
     client: TestClient, user: ApiUser, make_user, small_project: dict
 ) -> None:  # type: ignore[no-untyped-def]
     pid = small_project["id"]
-    run = start_run(
-        client, user, small_project, backbone="tf_efficientnet_lite0", options={"head": "logreg"}
-    )
+    run = start_run(client, user, small_project, **tiny_run(head="logreg"))
     assert run["name"] is None and run["deployed"] is False
     assert execute(run["id"]) == "succeeded"
     rid = run["id"]
+    # Featurized, trained and exported with the same seeded random weights.
+    metrics = client.get(f"/api/runs/{rid}", headers=user.headers).json()["metrics"]
+    assert metrics["weights"]["source"] == "scratch"
 
     # Nothing deployed yet: the project's endpoint says what to do.
     item, image = _picture(client, user, rid)
@@ -96,10 +98,8 @@ def test_rename_rerun_deploy_predict_and_delete(
 def test_deploying_another_run_replaces_the_deployed_one(
     client: TestClient, user: ApiUser, small_project: dict
 ) -> None:
-    first = start_run(client, user, small_project, backbone="tf_efficientnet_lite0")
-    second = start_run(
-        client, user, small_project, backbone="tf_efficientnet_lite0", options={"head": "svm"}
-    )
+    first = start_run(client, user, small_project, **tiny_run())
+    second = start_run(client, user, small_project, **tiny_run(head="svm"))
     assert execute(first["id"]) == "succeeded"
     assert execute(second["id"]) == "succeeded"
     client.post(f"/api/runs/{first['id']}/deploy", headers=user.headers)

@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 from backend.archives import ENCRYPTED, OVERLAPPING, UNSAFE_PATH, UNSUPPORTED_METHOD
 from backend.config import get_settings
 from tests.conftest import ApiUser, make_zip
+from tests.factories import tiny_run
 from tests.runs.conftest import execute, start_run
 from tests.zips import bad_crc, deflate64, encrypted, overlapping, ratio, sparse_bytes
 
@@ -30,7 +31,7 @@ MiB = 1024**2
 def run_id(
     client: TestClient, user: ApiUser, small_project: dict, monkeypatch: pytest.MonkeyPatch
 ) -> int:
-    run = start_run(client, user, small_project, backbone="tf_efficientnet_lite0")
+    run = start_run(client, user, small_project, **tiny_run())
     assert execute(run["id"]) == "succeeded"
     monkeypatch.setattr(get_settings(), "max_image_bytes", MiB)  # small pictures, quick tests
     return int(run["id"])

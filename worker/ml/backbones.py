@@ -17,7 +17,13 @@ from typing import TYPE_CHECKING
 from backend.inference.preprocess import Preprocess
 from backend.runs.zoo import ZOO, BackboneSpec, get_backbone_spec, list_backbones
 from worker.ml.errors import UnknownBackbone
-from worker.ml.weights import SCRATCH_SEED, WeightsInfo, load_weights, resolve_weights
+from worker.ml.weights import (
+    SCRATCH_SEED,
+    SCRATCH_WEIGHTS,
+    WeightsInfo,
+    load_weights,
+    resolve_weights,
+)
 
 if TYPE_CHECKING:
     from torch import nn
@@ -66,7 +72,7 @@ def create_backbone(
         with torch.random.fork_rng():
             torch.manual_seed(SCRATCH_SEED)
             model = timm.create_model(name, pretrained=False, num_classes=num_classes)
-        info = WeightsInfo("scratch", f"scratch-seed{SCRATCH_SEED}")
+        info = SCRATCH_WEIGHTS
     model.eval()
     cfg = resolve_model_data_config(model)
     if cfg.get("crop_mode", "center") != "center":

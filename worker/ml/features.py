@@ -32,7 +32,7 @@ from worker.ml.backbones import check_backbone_name, create_backbone
 from worker.ml.device import resolve_device
 from worker.ml.errors import Cancelled
 from worker.ml.export import write_onnx
-from worker.ml.weights import WeightsInfo, resolve_weights
+from worker.ml.weights import SCRATCH_WEIGHTS, WeightsInfo, resolve_weights
 
 log = logging.getLogger(__name__)
 
@@ -149,11 +149,19 @@ class _Backbone:
     """A backbone's facts at once, its network only when an image must go through it."""
 
     def __init__(
-        self, name: str, cache_dir: Path, weights_dir: Path | None, offline: bool | None
+        self,
+        name: str,
+        cache_dir: Path,
+        weights_dir: Path | None,
+        offline: bool | None,
+        pretrained: bool = True,
     ) -> None:
         self.name, self.weights_dir, self.offline = name, weights_dir, offline
+        self.pretrained = pretrained
         check_backbone_name(name)
-        self.weights = resolve_weights(name, weights_dir, offline=offline)
+        self.weights = (
+            resolve_weights(name, weights_dir, offline=offline) if pretrained else SCRATCH_WEIGHTS
+        )
         self._model: torch.nn.Module | None = None
         path = _facts_path(cache_dir, name, self.weights)
         facts = _read_facts(path)
@@ -165,7 +173,10 @@ class _Backbone:
 
     def _build(self) -> tuple[torch.nn.Module, Preprocess, WeightsInfo]:
         model, pp, self.weights = create_backbone(
-            self.name, weights_dir=self.weights_dir, offline=self.offline
+            self.name,
+            pretrained=self.pretrained,
+            weights_dir=self.weights_dir,
+            offline=self.offline,
         )
         self._model = model
         return model, pp, self.weights
@@ -269,6 +280,7 @@ def embed_images(
     runtime: Runtime = "auto",
     offline: bool | None = None,
     hflip: bool = False,
+    pretrained: bool = True,
 ) -> EmbeddingResult:
     """Pooled backbone features of ``items`` ((sha256, path) pairs), cached on disk.
 
@@ -278,10 +290,11 @@ def embed_images(
     none is missing, the network is not even built.
     ``progress(done, total)`` is called after each batch, ``should_stop()`` before each
     (raising Cancelled); unreadable images are skipped and listed in ``failed``.
+    Without ``pretrained`` the backbone has create_backbone's seeded random weights.
     """
     start = time.perf_counter()
     threads = threads or os.cpu_count() or 1
-    net = _Backbone(backbone, cache_dir, weights_dir, offline)
+    net = _Backbone(backbone, cache_dir, weights_dir, offline, pretrained)
     pp, weights = net.facts.preprocess, net.weights
     cache = EmbeddingCache(cache_dir, cache_key(backbone, weights, pp, hflip))
     unique: dict[str, str | Path] = dict(items)

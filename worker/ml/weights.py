@@ -53,6 +53,10 @@ class WeightsInfo:
     path: str | None = None
 
 
+# What a backbone without pretrained weights has: create_backbone's seeded initialisation.
+SCRATCH_WEIGHTS = WeightsInfo("scratch", f"scratch-seed{SCRATCH_SEED}")
+
+
 def _env_offline() -> bool:
     return any(
         os.environ.get(var, "").strip().lower() in _TRUTHY

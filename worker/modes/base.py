@@ -68,10 +68,12 @@ class Reporter(Protocol):
 
 @dataclass(frozen=True)
 class ModeContext:
-    """What a mode needs besides images and options: the backbone asked for, the settings."""
+    """What a mode needs besides images and options: the backbone asked for, the settings,
+    and whether the backbone starts from pretrained weights (every step uses the same)."""
 
     backbone: str
     settings: Settings
+    pretrained: bool = True
 
 
 @dataclass(frozen=True)

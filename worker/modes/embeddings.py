@@ -36,6 +36,7 @@ def embed_examples(
         cache_dir=settings.cache_dir,
         weights_dir=settings.weights_dir,
         offline=settings.hf_offline,
+        pretrained=context.pretrained,
         progress=lambda done, total: reporter.items(done, total, *span),
         should_stop=reporter.should_stop,
     )

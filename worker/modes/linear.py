@@ -51,7 +51,7 @@ def train_linear(
 
         network, _, _ = create_backbone(
             context.backbone,
-            pretrained=options.pretrained,
+            pretrained=context.pretrained,
             weights_dir=context.settings.weights_dir,
             offline=context.settings.hf_offline,
         )
