@@ -69,39 +69,26 @@ def queue_for_mode(mode: str) -> str:
     return "gpu" if mode == "finetune" else "cpu"
 
 
-def enqueue_run(run_id: int, mode: str) -> None:
+def _publish(task: str, args: list[int], queue: str) -> None:
+    """Send a task by name, retrying the broker connection; the database row the task
+    updates carries its outcome, not Celery's result backend."""
     celery_client().send_task(
-        TRAIN_TASK,
-        args=[run_id],
-        queue=queue_for_mode(mode),
-        ignore_result=True,  # the run row carries the outcome, not Celery's result backend
-        retry=True,
-        retry_policy=PUBLISH_RETRY,
+        task, args=args, queue=queue, ignore_result=True, retry=True, retry_policy=PUBLISH_RETRY
     )
+
+
+def enqueue_run(run_id: int, mode: str) -> None:
+    _publish(TRAIN_TASK, [run_id], queue_for_mode(mode))
 
 
 def enqueue_health(project_id: int, generation: int) -> None:
     """The data doctor's check of a project (a linear probe's worth of CPU work)."""
-    celery_client().send_task(
-        HEALTH_TASK,
-        args=[project_id, generation],
-        queue="cpu",
-        ignore_result=True,  # the health_report row carries the outcome
-        retry=True,
-        retry_policy=PUBLISH_RETRY,
-    )
+    _publish(HEALTH_TASK, [project_id, generation], "cpu")
 
 
 def enqueue_explanation(run_id: int, image_id: int) -> None:
     """A Grad-CAM heatmap: one forward and backward pass, on any worker."""
-    celery_client().send_task(
-        EXPLAIN_TASK,
-        args=[run_id, image_id],
-        queue="cpu",
-        ignore_result=True,  # the explanation row carries the outcome
-        retry=True,
-        retry_policy=PUBLISH_RETRY,
-    )
+    _publish(EXPLAIN_TASK, [run_id, image_id], "cpu")
 
 
 def redis_py_url(url: str) -> str:
