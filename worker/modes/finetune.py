@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from backend.runs.models import RunMode
-from backend.runs.schemas import FinetuneReport, LinearProbeReport, RunMetrics, RunOptions
+from backend.runs.schemas import (
+    FinetuneReport,
+    LinearProbeReport,
+    RunMetrics,
+    RunOptions,
+    WeightsUsed,
+)
 from worker.modes.base import (
     Example,
     ModeContext,
@@ -18,13 +25,14 @@ from worker.modes.base import (
     register_mode,
     weights_used,
 )
-from worker.modes.embeddings import embed_splits, labels_of
+from worker.modes.embeddings import EmbeddedSplits, embed_splits, labels_of
 
 if TYPE_CHECKING:
     from torch import nn
 
     from backend.inference.preprocess import Preprocess
     from worker.ml.finetune import FinetuneConfig, FinetuneResult
+    from worker.ml.heads import TrainedHead
 
 PROBE_SPAN = (0.02, 0.15)
 TRAIN_SPAN = (0.16, 0.93)
@@ -49,45 +57,92 @@ def finetune_config(options: RunOptions) -> FinetuneConfig:
     )
 
 
+@dataclass(frozen=True)
+class _Probe:
+    """The linear probe the classifier starts from, and its scores."""
+
+    head: TrainedHead
+    labels: list[str]
+    accuracy: float
+    seconds: float
+
+
 @register_mode(RunMode.FINETUNE)
 def train_finetune(
     examples: list[Example], options: RunOptions, reporter: Reporter, context: ModeContext
 ) -> Outcome:
-    from worker.ml.finetune import finetune
-    from worker.ml.heads import train_head
-
     # Cached embeddings give a linear probe in seconds: the classifier starts from it.
     data = embed_splits(examples, context, reporter, PROBE_SPAN)
-    started = time.perf_counter()
-    probe = train_head(data.X_train, labels_of(data.train), "logreg", seed=options.seed)
-    probe_s = time.perf_counter() - started
-    labels = [str(c) for c in probe.classes]
-    probe_scores = evaluation(labels, data.val, probe.predict_proba(data.X_val))
-
+    probe = _linear_probe(data, options)
     config = finetune_config(options)
+    result = _finetune(data, probe, config, reporter, context)
+
+    reporter.stage("evaluating", 0.94)
+    weights = weights_used(result.weights)
+    return Outcome(
+        labels=probe.labels,
+        val_examples=data.val,
+        val_proba=result.val_proba,
+        metrics=_metrics(data, probe, config, result, weights),
+        build_model=lambda: result.model,
+        preprocess=result.preprocess,
+        backbone=context.backbone,
+        weights=weights,
+        history=result.history,
+    )
+
+
+def _linear_probe(data: EmbeddedSplits, options: RunOptions) -> _Probe:
+    from worker.ml.heads import train_head
+
+    started = time.perf_counter()
+    head = train_head(data.X_train, labels_of(data.train), "logreg", seed=options.seed)
+    seconds = time.perf_counter() - started
+    labels = [str(c) for c in head.classes]
+    scores = evaluation(labels, data.val, head.predict_proba(data.X_val))
+    return _Probe(head, labels, scores.accuracy, seconds)
+
+
+def _finetune(
+    data: EmbeddedSplits,
+    probe: _Probe,
+    config: FinetuneConfig,
+    reporter: Reporter,
+    context: ModeContext,
+) -> FinetuneResult:
+    """The whole network trained from the probe's start, reporting batches and epochs."""
+    from worker.ml.finetune import finetune
+
     reporter.stage("fine-tuning", TRAIN_SPAN[0])
-    index = {label: i for i, label in enumerate(labels)}
-    result = finetune(
+    index = {label: i for i, label in enumerate(probe.labels)}
+    return finetune(
         [(e.path, index[e.label]) for e in data.train],
         [(e.path, index[e.label]) for e in data.val],
         context.backbone,
-        len(labels),
+        len(probe.labels),
         config,
         weights_dir=context.settings.weights_dir,
-        init_head=probe,
+        init_head=probe.head,
         progress=lambda done, total: reporter.items(done, total, *TRAIN_SPAN),
         on_epoch=reporter.record_history,
         should_stop=reporter.should_stop,
     )
 
-    reporter.stage("evaluating", 0.94)
+
+def _metrics(
+    data: EmbeddedSplits,
+    probe: _Probe,
+    config: FinetuneConfig,
+    result: FinetuneResult,
+    weights: WeightsUsed,
+) -> RunMetrics:
+    """The fine-tuned model's scores on validation (and test, when there is one)."""
+    labels = probe.labels
     scores = evaluation(labels, data.val, result.val_proba)
     test = None
     if data.test:
-        test_proba = _predict(result.model, data.test, result.preprocess)
-        test = evaluation(labels, data.test, test_proba)
-    weights = weights_used(result.weights)
-    metrics = RunMetrics(
+        test = evaluation(labels, data.test, _predict(result.model, data.test, result.preprocess))
+    return RunMetrics(
         **dict(scores),
         n_train=len(data.train),
         n_val=len(data.val),
@@ -97,25 +152,14 @@ def train_finetune(
         best_epoch=result.best_epoch,
         batch_size=result.batch_size,
         finetune=finetune_report(config, result),
-        linear_probe=LinearProbeReport(accuracy=probe_scores.accuracy, C=probe.params.get("C")),
+        linear_probe=LinearProbeReport(accuracy=probe.accuracy, C=probe.head.params.get("C")),
         featurized=data.featurized,
         timings={
             "featurize_s": round(data.featurize_s, 3),
-            "linear_probe_s": round(probe_s, 3),
+            "linear_probe_s": round(probe.seconds, 3),
             "finetune_s": round(result.seconds, 3),
         },
         weights=weights,
-    )
-    return Outcome(
-        labels=labels,
-        val_examples=data.val,
-        val_proba=result.val_proba,
-        metrics=metrics,
-        build_model=lambda: result.model,
-        preprocess=result.preprocess,
-        backbone=context.backbone,
-        weights=weights,
-        history=result.history,
     )
 
 
