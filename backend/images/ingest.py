@@ -12,10 +12,13 @@ import logging
 import os
 import re
 import unicodedata
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from contextlib import AbstractContextManager
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from types import TracebackType
 from typing import IO
 
 from sqlalchemy import func, select
@@ -33,7 +36,7 @@ from backend.archives import (
 )
 from backend.config import Settings
 from backend.errors import InsufficientStorage, InvalidInput, OutOfDiskSpace, is_disk_full
-from backend.images.decode import NotAPicture, PixelBudget, read_picture
+from backend.images.decode import NotAPicture, Picture, PixelBudget, read_picture
 from backend.images.models import SPLITS, Image
 from backend.projects.models import Label, Project, label_key
 from backend.projects.schemas import label_name
@@ -124,11 +127,18 @@ def ingest_files(
 ) -> IngestReport:
     """Add pictures and .zip files to ``project``; ``label``/``split`` apply where the folders
     of a zip entry or of a relative file name (``train/ants/x.jpg``) do not say otherwise."""
-    run = _Ingest(session, settings, project)
-    run.check_quota()
-    label, split = parse_label(label), parse_split(split)
-    if label:
-        run.label(label)  # a clash with an existing label's name is a 409 before any work
+    with _Ingest(session, settings, project) as run:
+        run.check_quota()
+        label, split = parse_label(label), parse_split(split)
+        if label:
+            run.label(label)  # a clash with an existing label's name is a 409 before any work
+        run.add_sources(sources, label, split)
+    return run.report
+
+
+def _add_sources(
+    run: _Ingest, sources: Iterable[UploadSource], label: str | None, split: str | None
+) -> None:
     for source in sources:
         name = _basename(source.filename)
         if is_hidden(name):
@@ -144,7 +154,6 @@ def ingest_files(
                 folder_label or label,
                 folder_split or split,
             )
-    return run.report
 
 
 def _folders_in_filename(filename: str) -> tuple[str | None, str | None]:
@@ -171,7 +180,12 @@ def ingest_directory(
             )
     if not path.is_dir():
         raise InvalidInput(f"{path} is not a folder or a .zip file.")
-    run = _Ingest(session, settings, project)
+    with _Ingest(session, settings, project) as run:
+        _walk(run, path)
+    return run.report
+
+
+def _walk(run: _Ingest, path: Path) -> None:
     entries: list[Entry] = []
     for folder, dirs, files in os.walk(path, followlinks=False):
         relative = Path(folder).relative_to(path)
@@ -187,15 +201,36 @@ def ingest_directory(
                 continue
             entries.append(Entry(shown, PurePosixPath(shown).parts, _opener(file_path)))
     run.add_entries(entries, None, None)
-    return run.report
 
 
 def _opener(path: Path) -> Callable[[], AbstractContextManager[IO[bytes]]]:
     return lambda: path.open("rb")
 
 
+@dataclass
+class _Pending:
+    """A staged file waiting for its verdict: decoding (verification and thumbnail) runs
+    in the pool; the verdict, the stored blob and the row follow in upload order."""
+
+    shown: str
+    filename: str
+    label: str | None
+    split: str | None
+    staged: StagedFile
+    files: ExitStack  # holds the staged temporary file until the verdict
+    picture: Future[Picture] | None  # None: nothing to decode (empty, a known duplicate)
+    existing: int | None  # the project's image of these bytes when staged (one query)
+
+
 class _Ingest:
-    """One ingestion: the report, the labels and hashes already seen, its zips' budget."""
+    """One ingestion: the report, the labels and hashes already seen, its zips' budget.
+
+    Files are staged (copied and hashed) one at a time in upload order, as the archive
+    walker opens them; up to ``2 x cores`` staged files are decoded at once in a thread
+    pool (Pillow releases the GIL), with JPEG draft decoding; the verdicts, blobs and rows
+    are then written in upload order by the calling thread, which alone uses the session.
+    Memory stays bounded: a handful of staged files, each decoded at thumbnail scale.
+    """
 
     def __init__(self, session: Session, settings: Settings, project: Project) -> None:
         self.session = session
@@ -209,6 +244,37 @@ class _Ingest:
         self.zips = ZipReader(settings)
         self.pixels = PixelBudget(settings.max_request_pixels)
         self.stored_bytes = _stored_bytes(session, project.owner_id)
+        threads = os.cpu_count() or 1
+        self.window = 2 * threads
+        self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="ingest")
+        self.pending: deque[_Pending] = deque()
+
+    def __enter__(self) -> _Ingest:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        try:
+            if kind is None:
+                while self.pending:
+                    self._settle()
+        finally:
+            for item in self.pending:  # an error ended the ingestion: drop what was staged
+                if item.picture is not None:
+                    item.picture.cancel()
+            self.pool.shutdown(wait=True)
+            for item in self.pending:
+                item.files.close()
+            self.pending.clear()
+
+    def add_sources(
+        self, sources: Iterable[UploadSource], label: str | None, split: str | None
+    ) -> None:
+        _add_sources(self, sources, label, split)
 
     def check_quota(self) -> None:
         """507 before reading anything when the owner's storage quota is used up."""
@@ -228,27 +294,42 @@ class _Ingest:
             )
 
     def reject(self, shown: str, reason: str) -> None:
+        """Reject ``shown`` after the verdicts of the files before it (upload order)."""
+        while self.pending:
+            self._settle()
+        self._record_rejection(shown, reason)
+
+    def _record_rejection(self, shown: str, reason: str) -> None:
         self.report.rejected.append(Rejected(shown, reason))
 
     def add_file(
         self, shown: str, filename: str, fileobj: IO[bytes], label: str | None, split: str | None
     ) -> None:
-        """Verdict for one file; raises only OutOfDiskSpace (a 507 for the whole request)."""
+        """Stage one file for its verdict; raises only OutOfDiskSpace (a 507 for the whole
+        request)."""
+        self._guarded(shown, lambda: self._add(shown, filename, fileobj, label, split), self.reject)
+
+    def _guarded(
+        self, shown: str, action: Callable[[], None], reject: Callable[[str, str], None]
+    ) -> None:
+        """Run ``action`` for one file: its faults become its rejection, a full disk a 507."""
         try:
-            self._add(shown, filename, fileobj, label, split)
+            action()
+        except OutOfDiskSpace:
+            raise
         except (Refused, NotAPicture) as exc:
-            self.reject(shown, exc.reason)
+            reject(shown, exc.reason)
         except LabelNameClash as exc:
-            self.reject(shown, exc.detail)
+            reject(shown, exc.detail)
         except OSError as exc:
             if is_disk_full(exc):
                 logger.error("could not store %r: %s", shown, exc)
                 raise OutOfDiskSpace() from exc
             logger.exception("could not ingest %r into project %s", shown, self.project.id)
-            self.reject(shown, COULD_NOT_READ)
+            reject(shown, COULD_NOT_READ)
         except Exception:
             logger.exception("could not ingest %r into project %s", shown, self.project.id)
-            self.reject(shown, COULD_NOT_READ)
+            reject(shown, COULD_NOT_READ)
 
     def add_zip(self, source: UploadSource, label: str | None, split: str | None) -> None:
         """Verdicts for every entry of a zip; raises only OutOfDiskSpace."""
@@ -318,29 +399,63 @@ class _Ingest:
     def _add(
         self, shown: str, filename: str, fileobj: IO[bytes], label: str | None, split: str | None
     ) -> None:
+        files = ExitStack()
         try:
-            with self.store.stage(fileobj, self.settings.max_image_bytes) as staged:
-                self._add_staged(shown, filename, staged, label, split)
+            staged = files.enter_context(self.store.stage(fileobj, self.settings.max_image_bytes))
         except FileTooLarge as exc:
+            files.close()
             raise Refused(too_large(self.settings.max_image_bytes)) from exc
+        except BaseException:
+            files.close()
+            raise
+        picture, existing = None, None
+        if staged.size and not self._seen(staged.sha256):
+            existing = self._existing_id(staged.sha256)
+            if existing is None:
+                picture = self.pool.submit(
+                    read_picture, staged.path, self.settings.max_image_pixels, self.pixels
+                )
+        item = _Pending(shown, filename, label, split, staged, files, picture, existing)
+        self.pending.append(item)
+        while len(self.pending) > self.window:
+            self._settle()
 
-    def _add_staged(
-        self, shown: str, filename: str, staged: StagedFile, label: str | None, split: str | None
-    ) -> None:
+    def _seen(self, sha256: str) -> bool:
+        """These bytes came earlier in this upload (their verdict is or will be known)."""
+        return (
+            sha256 in self.rejected_sha
+            or sha256 in self.accepted_sha
+            or any(p.staged.sha256 == sha256 for p in self.pending)
+        )
+
+    def _settle(self) -> None:
+        """The verdict of the oldest pending file; raises only OutOfDiskSpace."""
+        item = self.pending.popleft()
+        with item.files:
+            self._guarded(item.shown, lambda: self._add_staged(item), self._record_rejection)
+
+    def _add_staged(self, item: _Pending) -> None:
+        staged = item.staged
         if staged.size == 0:
             raise Refused(EMPTY)
         if staged.sha256 in self.rejected_sha:
             raise Refused(self.rejected_sha[staged.sha256])
-        existing = self.accepted_sha.get(staged.sha256) or self._existing_id(staged.sha256)
+        # The project's copy found when staged; one stored meanwhile by a concurrent request
+        # makes the insert below a no-op, answered as a duplicate too.
+        existing = self.accepted_sha.get(staged.sha256) or item.existing
         if existing is not None:
-            self.report.duplicates.append(Duplicate(shown, existing))
+            self.report.duplicates.append(Duplicate(item.shown, existing))
             return
         self._fits_quota(staged.size)
         try:
-            picture = read_picture(staged.path, self.settings.max_image_pixels, self.pixels)
+            if item.picture is None:  # its twin was not accepted after all: decode it now
+                picture = read_picture(staged.path, self.settings.max_image_pixels, self.pixels)
+            else:
+                picture = item.picture.result()
         except NotAPicture as exc:
             self.rejected_sha[staged.sha256] = exc.reason
             raise
+        label, split = item.label, item.split
         label_row = self.label(label) if label else None
         self.store.put(staged, picture.thumbnail_jpeg)
         image_id = _insert_image(
@@ -350,7 +465,7 @@ class _Ingest:
             split=split,
             split_source="user" if split else None,
             sha256=staged.sha256,
-            filename=filename,
+            filename=item.filename,
             format=picture.format,
             width=picture.width,
             height=picture.height,
@@ -360,11 +475,11 @@ class _Ingest:
             image_id = self._existing_id(staged.sha256)
             if image_id is None:
                 raise RuntimeError(f"image {staged.sha256} neither inserted nor found")
-            self.report.duplicates.append(Duplicate(shown, image_id))
+            self.report.duplicates.append(Duplicate(item.shown, image_id))
             return
         self.accepted_sha[staged.sha256] = image_id
         self.stored_bytes += staged.size
-        self.report.accepted.append(Accepted(image_id, filename, label, split))
+        self.report.accepted.append(Accepted(image_id, item.filename, label, split))
 
     def _existing_id(self, sha256: str) -> int | None:
         return self.session.scalar(

@@ -253,3 +253,38 @@ def test_zip_folders_that_clash_by_case_are_rejected_and_nfd_names_join_nfc_labe
     (rejected,) = report["rejected"]
     assert rejected["filename"] == "CAFÉ/c.jpg"
     assert "would be confused with the existing label 'Café'" in rejected["reason"]
+
+
+def test_big_rotated_jpeg_keeps_its_full_size_though_decoded_in_draft(accept, client, user):
+    """Draft decoding (DCT-scaled) makes the thumbnail; width and height stay the file's."""
+    exif = PILImage.Exif()
+    exif[0x0112] = 8  # rotate 90° counter-clockwise when shown
+    noise = PILImage.effect_noise((1200, 2000), 60).convert("RGB")
+    buffer = io.BytesIO()
+    noise.save(buffer, "JPEG", quality=80, exif=exif.tobytes())
+    image_id = accept([("big.jpg", buffer.getvalue())])["accepted"][0]["id"]
+    item = client.get(f"/api/images/{image_id}", headers=user.headers).json()
+    assert (item["width"], item["height"]) == (2000, 1200)
+    thumb = client.get(f"/api/images/{image_id}/thumbnail", headers=user.headers).content
+    with PILImage.open(io.BytesIO(thumb)) as small:
+        assert small.size == (256, 154)
+
+
+def test_verdicts_follow_upload_order_when_decoded_in_parallel(upload):
+    """Pictures decode in a pool; accepted, duplicate and rejected keep the upload order."""
+    pictures = distinct_pictures(12)
+    files = []
+    for i, data in enumerate(pictures):
+        files.append((f"{i:02d}.jpg", data))
+        if i % 4 == 1:
+            files.append((f"{i:02d}-copy.jpg", data))
+        if i % 4 == 2:
+            files.append((f"{i:02d}-cut.jpg", data[: len(data) // 2]))
+    report = upload(files).json()
+    assert [a["filename"] for a in report["accepted"]] == [f"{i:02d}.jpg" for i in range(12)]
+    assert [d["filename"] for d in report["duplicates"]] == [
+        "01-copy.jpg",
+        "05-copy.jpg",
+        "09-copy.jpg",
+    ]
+    assert [r["filename"] for r in report["rejected"]] == ["02-cut.jpg", "06-cut.jpg", "10-cut.jpg"]
