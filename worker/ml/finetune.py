@@ -508,30 +508,7 @@ def finetune(
         started,
     )
     loop.run(progress, on_epoch, should_stop)
-    classifier, best_proba = loop.best_classifier()
-    return FinetuneResult(
-        model=classifier,
-        preprocess=pp,
-        weights=weights,
-        history=loop.history,
-        val_proba=best_proba,
-        best_epoch=loop.best_epoch,
-        start_val_loss=round(loop.start_loss, 5),
-        start_val_accuracy=round(loop.start_accuracy, 5),
-        epochs_run=len(loop.history),
-        batch_size=loop.batch,
-        batch_size_requested=requested,
-        out_of_memory_halvings=halvings.count,
-        learning_rate=lr,
-        device=device_name(device),
-        amp=trainer.amp,
-        class_balancing=balancing,
-        trainable_params=trainable,
-        total_params=sum(p.numel() for p in network.parameters()),
-        stopped=loop.stopped,
-        seconds=time.perf_counter() - started,
-        train_images_per_s=loop.train_images / loop.train_seconds if loop.train_seconds else 0.0,
-    )
+    return loop.result(pp, weights, requested, balancing, trainable)
 
 
 def _build_network(
@@ -692,6 +669,43 @@ class _EpochLoop:
             self.planned = epoch + fits
             self.trainer.plan_schedule(self.planned)
         return True
+
+    def result(
+        self,
+        pp: Preprocess,
+        weights: WeightsInfo,
+        requested: int,
+        balancing: str,
+        trainable: int,
+    ) -> FinetuneResult:
+        """The best epoch's classifier (or the probe start) and how training went."""
+        classifier, best_proba = self.best_classifier()
+        trainer = self.trainer
+        return FinetuneResult(
+            model=classifier,
+            preprocess=pp,
+            weights=weights,
+            history=self.history,
+            val_proba=best_proba,
+            best_epoch=self.best_epoch,
+            start_val_loss=round(self.start_loss, 5),
+            start_val_accuracy=round(self.start_accuracy, 5),
+            epochs_run=len(self.history),
+            batch_size=self.batch,
+            batch_size_requested=requested,
+            out_of_memory_halvings=self.halvings.count,
+            learning_rate=trainer.lr,
+            device=device_name(trainer.device),
+            amp=trainer.amp,
+            class_balancing=balancing,
+            trainable_params=trainable,
+            total_params=sum(p.numel() for p in trainer.model.parameters()),
+            stopped=self.stopped,
+            seconds=time.perf_counter() - self.started,
+            train_images_per_s=self.train_images / self.train_seconds
+            if self.train_seconds
+            else 0.0,
+        )
 
     def best_classifier(self) -> tuple[nn.Module, np.ndarray]:
         """The best epoch's network as a CPU float32 classifier, and its validation scores."""
