@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import tempfile
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -15,11 +17,12 @@ from backend.admin.router import router as admin_router
 from backend.apidocs import install_api_docs
 from backend.auth.cookies import SessionCookieRenewal
 from backend.auth.router import router as auth_router
-from backend.config import get_settings
+from backend.config import Settings, get_settings
 from backend.errors import install_error_handlers
 from backend.explanations.router import router as explanations_router
 from backend.headers import SecurityHeaders
 from backend.health.router import router as health_router
+from backend.images.orphans import remove_orphans
 from backend.images.router import router as images_router
 from backend.limits import install_body_limit
 from backend.ops.metrics import RequestMetrics
@@ -40,6 +43,9 @@ async def lifespan(_: FastAPI) -> AsyncIterator[None]:
     # Uploads spool to disk past 1 MB (Starlette's SpooledTemporaryFile, which takes no folder
     # argument): into the data dir, whose disk is sized for images, not the system's /tmp.
     system_tmp, tempfile.tempdir = tempfile.tempdir, str(settings.tmp_dir.resolve())
+    threading.Thread(
+        target=_remove_orphans, args=(settings,), name="autodl-orphans", daemon=True
+    ).start()
     # The API sweeps too: runs are recovered even while no worker is alive (a silent run is
     # requeued, then shown as queued, not running for ever).
     sweep = (
@@ -53,6 +59,14 @@ async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if sweep is not None:
             sweep.stop()
         tempfile.tempdir = system_tmp
+
+
+def _remove_orphans(settings: Settings) -> None:
+    """What an API killed mid-ingest left behind (backend/images/orphans.py)."""
+    try:
+        remove_orphans(settings, settings.orphan_grace_s)
+    except Exception:
+        logging.getLogger(__name__).exception("could not look for leftovers of uploads")
 
 
 def create_app() -> FastAPI:

@@ -169,6 +169,30 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 @command()
+def add_gc(commands: Subparsers) -> None:
+    gc = commands.add_parser(
+        "gc", help="remove part files and image files left by interrupted uploads"
+    )
+    gc.add_argument(
+        "--grace-s",
+        type=float,
+        help="only files older than this (default AUTODL_ORPHAN_GRACE_S, 3600; 0 when no "
+        "API is running)",
+    )
+    gc.set_defaults(func=cmd_gc)
+
+
+def cmd_gc(args: argparse.Namespace) -> int:
+    from backend import migrations
+    from backend.images.orphans import remove_orphans
+
+    settings = migrations.prepare_to_serve(get_settings())
+    grace = settings.orphan_grace_s if args.grace_s is None else args.grace_s
+    print(f"removed {remove_orphans(settings, grace)}")
+    return 0
+
+
+@command()
 def add_migrate(commands: Subparsers) -> None:
     commands.add_parser("migrate", help="upgrade the database schema").set_defaults(
         func=cmd_migrate

@@ -25,6 +25,11 @@ class Settings(BaseSettings):
     database_url: str = ""
     redis_url: str = ""
     cache_dir_override: Path | None = Field(default=None, alias="AUTODL_CACHE_DIR")
+    # Where images, thumbnails and model files live: empty = the data dir; s3://bucket/prefix
+    # = an S3-compatible store (endpoint and credentials from the AWS_* variables), with a
+    # local read cache of at most storage_cache_mb in the data dir.
+    storage_url: str = ""
+    storage_cache_mb: int = 2048
     secret_key: str = DEFAULT_SECRET_KEY
 
     max_request_bytes: int = 2 * 1024**3
@@ -63,6 +68,9 @@ class Settings(BaseSettings):
     # Each worker process announces itself in Redis this often; /api/health/ready counts a
     # worker alive while its last announcement is younger than two intervals.
     worker_heartbeat_interval_s: float = 10.0
+    # Part files and unreferenced image files older than this are leftovers of an
+    # interrupted upload, removed at API start and by `autodl gc`.
+    orphan_grace_s: float = 3600.0
     # How often the recovery sweep (API and workers) looks for silent or unsent runs.
     recovery_sweep_s: float = 30.0
     # A worker's pool process is replaced after a task that leaves it above this resident

@@ -62,11 +62,16 @@ def measure(limit_mb: int, backbone: str, idle_s: float) -> dict[str, float]:
                 except httpx.HTTPError:
                     pass
                 time.sleep(0.5)
+            else:
+                raise RuntimeError("the server did not become ready in 120 s")
             main, pool = worker_processes(psutil.Process(server.pid))
             before = sum(p.memory_info().rss for p in pool) / MB
-            token = httpx.post(
-                f"{url}/api/auth/signup", json={"email": "b@example.com", "password": "benchmark"}
-            ).json()["token"]
+            signup = httpx.post(
+                f"{url}/api/auth/signup",
+                json={"email": "b@example.com", "password": "correct horse battery"},
+            )
+            assert signup.status_code == 201, signup.text
+            token = signup.json()["token"]
             api = httpx.Client(
                 base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=600
             )

@@ -73,10 +73,18 @@ def reset_caches() -> None:
     from backend.config import get_settings
     from backend.db import get_engine, get_sessionmaker
     from backend.queue import broker_redis, celery_client
+    from backend.storage import get_storage
 
     if get_engine.cache_info().currsize:
         get_engine().dispose()
-    for cached in (get_settings, get_engine, get_sessionmaker, celery_client, broker_redis):
+    for cached in (
+        get_settings,
+        get_engine,
+        get_sessionmaker,
+        celery_client,
+        broker_redis,
+        get_storage,
+    ):
         cached.cache_clear()
 
 

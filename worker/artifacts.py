@@ -15,7 +15,7 @@ from backend.db import session_scope, utcnow
 from backend.runs import transitions
 from backend.runs.models import Artifact, Run
 from backend.runs.schemas import RunMetrics
-from backend.storage import file_sha256
+from backend.storage import file_sha256, publish_run_file
 from worker.modes.base import Example, Outcome
 
 log = logging.getLogger(__name__)
@@ -175,11 +175,13 @@ def verify_export(onnx_path: Path, outcome: Outcome) -> None:
 
 
 def artifact_row(run_id: int, fmt: str, path: Path, filename: str) -> Artifact:
+    """The row of a complete, verified file, once it is in the storage (backend/storage.py)."""
+    recorded = publish_run_file(run_id, path)
     return Artifact(
         run_id=run_id,
         format=fmt,
         filename=filename,
-        path=str(path.resolve()),
+        path=recorded,
         size_bytes=path.stat().st_size,
         sha256=file_sha256(path),
         created_at=utcnow(),

@@ -15,7 +15,7 @@ from backend.db import session_scope
 from backend.explanations.service import find_explanation
 from backend.images.models import Image
 from backend.runs.models import Run
-from backend.storage import ImageStore, atomic_path
+from backend.storage import ImageStore, atomic_path, publish_run_file, recorded_file
 from worker.ml.errors import MLError
 
 log = logging.getLogger(__name__)
@@ -47,14 +47,15 @@ def explain_image(run_id: int, image_id: int) -> str:
     try:
         if scripted is None:
             raise MLError("This run has no TorchScript model to explain.")
-        model, labels, preprocess = _classifier(scripted, backbone)
+        model, labels, preprocess = _classifier(str(recorded_file(scripted)), backbone)
         with torch.no_grad():
             logits = model(torch.from_numpy(load_image(picture, preprocess)).unsqueeze(0))
         answer = int(np.argmax(logits[0].numpy()))
         png = gradcam_overlay(model, preprocess, picture, answer)
         with atomic_path(target) as tmp:
             tmp.write_bytes(png)
-        values: dict[str, Any] = {"status": "ready", "label": labels[answer], "path": str(target)}
+        recorded = publish_run_file(run_id, target)
+        values: dict[str, Any] = {"status": "ready", "label": labels[answer], "path": recorded}
     except MLError as exc:
         values = {"status": "failed", "error": str(exc)}
     except Exception as exc:

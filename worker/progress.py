@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
@@ -11,6 +12,7 @@ from backend.runs.schemas import EpochRecord
 from backend.runs.transitions import Lease
 from worker.ml.errors import Cancelled
 
+log = logging.getLogger(__name__)
 HEARTBEAT_S = 5.0
 CANCEL_POLL_S = 0.5
 
@@ -39,8 +41,11 @@ class RunReporter:
 
     def _beat(self) -> None:
         while not self._stop.wait(HEARTBEAT_S):
-            with session_scope() as session:
-                transitions.heartbeat(session, self.lease)
+            try:
+                with session_scope() as session:
+                    transitions.heartbeat(session, self.lease)
+            except Exception as exc:  # a busy or restarting database: beat again next time
+                log.warning("run %s: heartbeat not written: %s", self.lease.run_id, exc)
 
     def stage(self, name: str, progress: float, *, images_total: int | None = None) -> None:
         self._stage_started = time.monotonic()

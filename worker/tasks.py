@@ -9,12 +9,19 @@ import time
 from typing import Any
 
 from celery import Task
-from celery.signals import setup_logging, worker_process_init, worker_ready, worker_shutdown
+from celery.signals import (
+    setup_logging,
+    task_postrun,
+    task_prerun,
+    worker_process_init,
+    worker_ready,
+    worker_shutdown,
+)
 
 from backend.config import get_settings
 from backend.db import session_scope
 from backend.health.service import request_check_if_examinable
-from backend.logs import configure_logging
+from backend.logs import configure_logging, current_run_id
 from backend.ops import workers
 from backend.processes import die_with_parent
 from backend.queue import (
@@ -81,6 +88,24 @@ def recover_runs() -> list[int]:
 def _logging(**_: object) -> None:
     """autodl's format (time, level, logger, run id; JSON if asked) instead of Celery's."""
     configure_logging(get_settings())
+
+
+RUN_TASKS = (TRAIN_TASK, EXPLAIN_TASK)  # tasks whose first argument is a run id
+_run_tokens: dict[str, Any] = {}
+
+
+@task_prerun.connect
+def _run_id_on_task_logs(task_id: str = "", task: Any = None, args: Any = (), **_: object) -> None:
+    """Celery's own lines about a run's task (received, succeeded) carry its run id too."""
+    if getattr(task, "name", None) in RUN_TASKS and args and isinstance(args[0], int):
+        _run_tokens[task_id] = current_run_id.set(args[0])
+
+
+@task_postrun.connect
+def _run_id_off(task_id: str = "", **_: object) -> None:
+    token = _run_tokens.pop(task_id, None)
+    if token is not None:
+        current_run_id.reset(token)
 
 
 @worker_process_init.connect

@@ -15,6 +15,7 @@ from backend.explanations.schemas import ExplanationOut
 from backend.images.models import Image
 from backend.queue import enqueue_explanation
 from backend.runs.models import Run, RunStatus
+from backend.storage import recorded_file
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +99,7 @@ def get_explanation(session: Session, run: Run, image_id: int) -> Explanation:
 
 def heatmap_path(session: Session, run: Run, image_id: int) -> Path:
     row = get_explanation(session, run, image_id)
-    if row.status != "ready" or not row.path or not Path(row.path).is_file():
+    path = recorded_file(row.path) if row.status == "ready" and row.path else None
+    if path is None or not path.is_file():
         raise ExplanationNotFound("This heatmap is not ready.")
-    return Path(row.path)
+    return path

@@ -12,6 +12,7 @@ from backend.config import Settings
 from backend.db import get_engine
 from backend.ops.workers import live_workers, workers_seen
 from backend.queue import broker_redis
+from backend.storage import S3Storage, get_storage
 
 
 def _reason(exc: Exception) -> str:
@@ -63,10 +64,25 @@ def check_workers(settings: Settings) -> dict[str, Any]:
     return body
 
 
+def check_storage(settings: Settings) -> dict[str, Any]:
+    """The object store answers (the data dir, the default, needs no check)."""
+    if not settings.storage_url:
+        return {"ok": True, "kind": "local"}
+    started = time.perf_counter()
+    try:
+        storage = get_storage()
+        if isinstance(storage, S3Storage):
+            storage.check()
+    except Exception as exc:
+        return {"ok": False, "kind": "s3", "error": _reason(exc)}
+    return {"ok": True, "kind": "s3", "ms": round((time.perf_counter() - started) * 1000, 1)}
+
+
 def readiness(settings: Settings) -> tuple[bool, dict[str, Any]]:
     checks = {
         "database": check_database(),
         "broker": check_broker(settings),
+        "storage": check_storage(settings),
         "workers": check_workers(settings),
     }
     failing = [name for name, check in checks.items() if not check["ok"]]

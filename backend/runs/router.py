@@ -22,6 +22,7 @@ from backend.runs.schemas import (
 )
 from backend.runs.zoo import zoo_with_weights
 from backend.schemas import AUTHED, OWNED, WRITE, errors, files_of
+from backend.storage import recorded_file
 
 router = APIRouter(tags=["runs"])
 
@@ -151,7 +152,7 @@ def run_artifacts(run: RunDep) -> list[ArtifactOut]:
 def download_artifact(fmt: str, run: RunDep) -> FileResponse:
     artifact = service.get_artifact(run, fmt)
     return FileResponse(
-        artifact.path,
+        recorded_file(artifact.path),
         media_type=MEDIA_TYPES.get(fmt, "application/octet-stream"),
         filename=artifact.filename,
         headers={"X-Checksum-SHA256": artifact.sha256},

@@ -29,6 +29,7 @@ from backend.runs.schemas import (
     RunOptions,
     RunOut,
 )
+from backend.storage import artifact_key, get_storage, recorded_exists, recorded_file
 
 log = logging.getLogger(__name__)
 
@@ -110,10 +111,11 @@ def rename_run(session: Session, run: Run, name: str | None) -> Run:
 
 def delete_run(session: Session, run: Run) -> None:
     """Delete a finished run, its predictions, model files and heatmaps."""
-    folder = get_settings().run_dir(run.id)
+    folder, run_id = get_settings().run_dir(run.id), run.id
     if not transitions.delete_finished(session, run):
         raise RunStillActive()
     after_commit(session, lambda: shutil.rmtree(folder, ignore_errors=True))
+    after_commit(session, lambda: get_storage().delete_prefix(artifact_key(run_id, "")))
 
 
 def deploy_run(session: Session, run: Run) -> Run:
@@ -179,7 +181,7 @@ def artifacts_out(run: Run) -> list[ArtifactOut]:
             url=artifact_url(run.id, a.format),
         )
         for a in run.artifacts
-        if Path(a.path).is_file()
+        if recorded_exists(a.path)
     ]
 
 
@@ -245,7 +247,7 @@ def predictions(session: Session, run: Run) -> PredictionsOut:
 
 def get_artifact(run: Run, fmt: str) -> Artifact:
     for artifact in run.artifacts:
-        if artifact.format == fmt and Path(artifact.path).is_file():
+        if artifact.format == fmt and recorded_exists(artifact.path):
             return artifact
     raise ArtifactNotFound(
         f"This run has no '{fmt}' model file. Available: "
@@ -257,7 +259,7 @@ def get_artifact(run: Run, fmt: str) -> Artifact:
 def classifier_path(run: Run) -> Path:
     if run.status != RunStatus.SUCCEEDED:
         raise RunNotSucceeded()
-    return Path(get_artifact(run, "onnx").path)
+    return recorded_file(get_artifact(run, "onnx").path)
 
 
 def event_payload(run: Run) -> dict[str, Any]:
