@@ -12,14 +12,20 @@ import onnxruntime as ort
 
 from backend.inference.preprocess import ImageSource, Preprocess, load_image
 
+SPIN_CONFIG = "session.intra_op.allow_spinning"
+
 
 class OnnxClassifier:
     """An exported classifier; labels and preprocessing are read from the ONNX metadata."""
 
-    def __init__(self, path: str | Path, *, threads: int | None = None) -> None:
+    def __init__(self, path: str | Path, *, threads: int | None = None, spin: bool = False) -> None:
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
+        # onnxruntime's intra-op threads spin after each run by default, burning the cores
+        # that the API's other requests (and other models' runs) are waiting for: 10
+        # concurrent predictions took 35-40 % longer with spinning (bench/predict_threads.py).
+        options.add_session_config_entry(SPIN_CONFIG, "1" if spin else "0")
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         meta = self.session.get_modelmeta().custom_metadata_map
         try:

@@ -14,6 +14,7 @@ import httpx
 import psutil
 import pytest
 from fastapi.testclient import TestClient
+from PIL import Image
 
 from backend.archives import ENCRYPTED, OVERLAPPING, UNSAFE_PATH, UNSUPPORTED_METHOD
 from backend.config import get_settings
@@ -144,3 +145,26 @@ def test_every_entry_gets_an_answer_and_the_disk_holds_one_at_a_time(
 
     damaged = predict_zip(client, user, run_id, b"PK\x03\x04 not a zip at all")
     assert damaged.status_code == 422 and "damaged" in damaged.json()["detail"]
+
+
+def test_one_prediction_request_decodes_at_most_its_pixel_budget(
+    client: TestClient,
+    user: ApiUser,
+    run_id: int,
+    hymenoptera: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``AUTODL_MAX_REQUEST_PIXELS`` bounds a prediction request as it bounds an upload: the
+    pictures past the budget are refused with a reason, the others classified."""
+    pictures = sorted((hymenoptera / "val" / "bees").iterdir())[:3]
+    sizes = [Image.open(p).size for p in pictures]
+    budget = sum(width * height for width, height in sizes[:2])
+    monkeypatch.setattr(get_settings(), "max_request_pixels", budget)
+    files = [("file", (p.name, p.read_bytes(), "image/jpeg")) for p in pictures]
+    response = client.post(f"/api/runs/{run_id}/predict", files=files, headers=user.headers)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert [r["filename"] for r in body["results"]] == [p.name for p in pictures[:2]]
+    (rejected,) = body["rejected"]
+    assert rejected["filename"] == pictures[2].name
+    assert "megapixels in total" in rejected["reason"]

@@ -88,6 +88,15 @@ def test_predictor_labels_real_files(
     assert sum(predictions[0]["probabilities"].values()) == pytest.approx(1, abs=1e-5)
 
 
+def test_the_predictor_never_spins_its_threads_between_runs(onnx_path: Path) -> None:
+    """Spinning intra-op threads (onnxruntime's default) took the cores concurrent requests
+    wait for: 10 concurrent predictions took twice as long (bench/predict_threads.py)."""
+    from backend.inference.predictor import SPIN_CONFIG
+
+    options = OnnxClassifier(onnx_path).session.get_session_options()
+    assert options.get_session_config_entry(SPIN_CONFIG) == "0"
+
+
 def test_torchscript_matches(
     classifier: torch.nn.Module, lite0: EmbeddingResult, tmp_path: Path
 ) -> None:
