@@ -148,3 +148,25 @@ def test_all_cached_builds_no_network(
     assert built == [BACKBONE] and again.preprocess == lite0.preprocess
     embed_images(_items(images[:5]), BACKBONE, cache_dir=cache_dir)
     assert built == [BACKBONE]
+
+
+def test_precision_is_part_of_the_cache_key(images: list[Image], fresh_cache: Path) -> None:
+    """bf16 features are cached apart from f32 ones; where the CPU has bfloat16 they
+    differ a little and stay close in direction (cosine similarity)."""
+    from worker.ml.features import cpu_has_bf16
+
+    items = _items(images[:6])
+    f32 = embed_images(items, BACKBONE, cache_dir=fresh_cache)
+    bf16 = embed_images(items, BACKBONE, cache_dir=fresh_cache, precision="bf16")
+    assert (bf16.n_computed, bf16.runtime, bf16.precision) == (6, "openvino", "bf16")
+    again = embed_images(items, BACKBONE, cache_dir=fresh_cache, precision="bf16")
+    assert again.n_cached == 6 and np.array_equal(again.embeddings, bf16.embeddings)
+    a, b = f32.embeddings, bf16.embeddings
+    cosine = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    assert cosine.min() > 0.99
+    if cpu_has_bf16():
+        assert np.abs(a - b).max() > 1e-3  # really computed in bfloat16
+    with pytest.raises(ValueError, match="needs OpenVINO"):
+        embed_images(
+            items, BACKBONE, cache_dir=fresh_cache, runtime="onnxruntime", precision="bf16"
+        )

@@ -58,6 +58,7 @@ class EmbeddingResult:
     seconds: float
     failed: list[str] = field(default_factory=list)
     runtime: str = ""
+    precision: str = "f32"  # OpenVINO's inference precision ("f32" for every other runtime)
     # The cached pooled-feature ONNX graph, when one exists (CPU featurization makes it).
     feature_graph: Path | None = None
 
@@ -68,10 +69,15 @@ class EmbeddingResult:
 
 
 def cache_key(
-    backbone: str, weights: WeightsInfo, preprocess: Preprocess, hflip: bool = False
+    backbone: str,
+    weights: WeightsInfo,
+    preprocess: Preprocess,
+    hflip: bool = False,
+    precision: Precision = "f32",
 ) -> str:
-    """Name of the cache folder for embeddings of one backbone, weights, preprocessing and
-    view (``hflip``: the preprocessed image mirrored left-right)."""
+    """Name of the cache folder for embeddings of one backbone, weights, preprocessing,
+    view (``hflip``: the preprocessed image mirrored left-right) and inference precision
+    (features computed in bfloat16 differ from float32 ones, so they are cached apart)."""
     spec: dict[str, object] = {
         "backbone": backbone,
         "weights": weights.digest,
@@ -79,6 +85,8 @@ def cache_key(
     }
     if hflip:  # absent for the plain view, so its existing cache keys stay valid
         spec["view"] = "hflip"
+    if precision != "f32":  # likewise absent for float32
+        spec["precision"] = precision
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:24]
 
 
@@ -235,6 +243,18 @@ def _cpu_runner(path: str, runtime: str, threads: int, precision: Precision = "f
     return lambda x: np.asarray(session.run(None, {"input": x})[0], dtype=np.float32)
 
 
+@functools.cache
+def cpu_has_bf16() -> bool:
+    """Whether this CPU does bfloat16 arithmetic natively (AMX or AVX512-BF16), as OpenVINO
+    reports it; without it OpenVINO would run a bf16 request in float32."""
+    try:
+        import openvino as ov
+
+        return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    except Exception:  # no OpenVINO, or no CPU plugin
+        return False
+
+
 def default_cpu_runtime() -> str:
     """The first installed runtime of CPU_RUNTIMES (PyTorch if neither is)."""
     import importlib.util
@@ -281,6 +301,7 @@ def embed_images(
     offline: bool | None = None,
     hflip: bool = False,
     pretrained: bool = True,
+    precision: Precision = "f32",
 ) -> EmbeddingResult:
     """Pooled backbone features of ``items`` ((sha256, path) pairs), cached on disk.
 
@@ -291,12 +312,18 @@ def embed_images(
     ``progress(done, total)`` is called after each batch, ``should_stop()`` before each
     (raising Cancelled); unreadable images are skipped and listed in ``failed``.
     Without ``pretrained`` the backbone has create_backbone's seeded random weights.
+    ``precision`` other than ``f32`` runs OpenVINO at that precision (``runtime`` must be
+    ``auto`` or ``openvino``); its embeddings are cached under their own key.
     """
+    if precision != "f32":
+        if runtime not in ("auto", "openvino"):
+            raise ValueError(f"precision {precision!r} needs OpenVINO, not {runtime!r}")
+        runtime = "openvino"
     start = time.perf_counter()
     threads = threads or os.cpu_count() or 1
     net = _Backbone(backbone, cache_dir, weights_dir, offline, pretrained)
     pp, weights = net.facts.preprocess, net.weights
-    cache = EmbeddingCache(cache_dir, cache_key(backbone, weights, pp, hflip))
+    cache = EmbeddingCache(cache_dir, cache_key(backbone, weights, pp, hflip, precision))
     unique: dict[str, str | Path] = dict(items)
     vectors, todo = cache.split(unique)
     n_cached = len(vectors)
@@ -306,7 +333,9 @@ def embed_images(
     failed: list[str] = []
     used = ""
     if todo:
-        used, run = _make_runner(net, backbone, weights, pp, cache_dir, device, runtime, threads)
+        used, run = _make_runner(
+            net, backbone, weights, pp, cache_dir, device, runtime, threads, precision
+        )
         if hflip:
             run = _mirrored(run)
         count = _Counted(progress, done=n_cached, total=len(unique))
@@ -327,6 +356,7 @@ def embed_images(
         seconds=time.perf_counter() - start,
         failed=failed,
         runtime=used,
+        precision=precision,
         feature_graph=graph if graph.exists() else None,
     )
 
@@ -399,6 +429,7 @@ def _make_runner(
     device: str,
     runtime: Runtime,
     threads: int,
+    precision: Precision = "f32",
 ) -> tuple[str, Runner]:
     """Pick and build the inference runtime: PyTorch on CUDA, an ONNX runtime on CPU (the
     network is built only to export its graph the first time, never once it is cached)."""
@@ -411,4 +442,4 @@ def _make_runner(
     path = _onnx_path(cache_dir, backbone, weights, pp)
     if not path.exists():
         path = feature_onnx(net.model, backbone, weights, pp, cache_dir)
-    return str(runtime), _cpu_runner(str(path), str(runtime), threads)
+    return str(runtime), _cpu_runner(str(path), str(runtime), threads, precision)
