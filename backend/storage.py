@@ -10,7 +10,9 @@
   nothing but the bucket.
 
 Code asks :func:`get_storage` for a *local path* of a key (fetched into the read cache when
-the bytes live elsewhere) and *publishes* files it wrote locally under a key.
+the bytes live elsewhere) and *publishes* files it wrote locally under a key. The workers'
+embedding cache and feature graphs stay in their cache dir and, on S3, are shared through
+the bucket's ``cache/`` (:func:`fetch_cached`, :func:`share_cached`).
 """
 
 from __future__ import annotations
@@ -200,8 +202,24 @@ class S3Storage:
         self.cache.added(path.stat().st_size)
         return path
 
-    def publish(self, key: str, source: Path) -> None:
+    def download_to(self, key: str, local: Path) -> bool:
+        """Fetch ``key`` into ``local`` (not the read cache); False if there is no such key."""
+        from botocore.exceptions import ClientError
+
+        try:
+            with atomic_path(local) as tmp:
+                self.client.download_file(self.bucket, self._key(key), str(tmp))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+        return True
+
+    def upload(self, key: str, source: Path) -> None:
         self.client.upload_file(str(source), self.bucket, self._key(key))
+
+    def publish(self, key: str, source: Path) -> None:
+        self.upload(key, source)
         cached = self.cache.path(key)
         if source.resolve() != cached.resolve():
             cached.parent.mkdir(parents=True, exist_ok=True)
@@ -266,6 +284,38 @@ def publish_run_file(run_id: int, local: Path) -> str:
     key = artifact_key(run_id, relative.as_posix())
     storage.publish(key, local)
     return storage.record(key, local)
+
+
+def _cache_key(local: Path, cache_root: Path) -> str:
+    return "cache/" + local.resolve().relative_to(Path(cache_root).resolve()).as_posix()
+
+
+def fetch_cached(local: Path, cache_root: Path) -> bool:
+    """The embedding cache and feature graphs: with object storage, a file missing from this
+    worker's ``cache_root`` is fetched from the bucket (``cache/...``) if another worker
+    stored it there. True if ``local`` exists now. A store that cannot be reached is a miss
+    (the file is computed again), never an error."""
+    if local.exists():
+        return True
+    storage = get_storage()
+    if not isinstance(storage, S3Storage):
+        return False
+    try:
+        return storage.download_to(_cache_key(local, cache_root), local)
+    except Exception as exc:
+        log.warning("could not fetch %s from the object store: %s", local.name, exc)
+        return False
+
+
+def share_cached(local: Path, cache_root: Path) -> None:
+    """Store a file this worker added to its cache in the bucket, for the other workers."""
+    storage = get_storage()
+    if not isinstance(storage, S3Storage):
+        return
+    try:
+        storage.upload(_cache_key(local, cache_root), local)
+    except Exception as exc:
+        log.warning("could not store %s in the object store: %s", local.name, exc)
 
 
 def recorded_file(recorded: str) -> Path:

