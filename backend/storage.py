@@ -239,6 +239,16 @@ class S3Storage:
         self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
         self.cache.path(key).unlink(missing_ok=True)
 
+    def keys_older_than(self, prefix: str, cutoff: float) -> Iterator[str]:
+        """Keys (relative to the store's prefix) of the objects under ``prefix`` last
+        written before ``cutoff`` (a Unix time)."""
+        paginator = self.client.get_paginator("list_objects_v2")
+        skip = len(self._key(""))
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=self._key(prefix)):
+            for item in page.get("Contents", []):
+                if item["LastModified"].timestamp() < cutoff:
+                    yield item["Key"][skip:]
+
     def delete_prefix(self, prefix: str) -> None:
         paginator = self.client.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=self.bucket, Prefix=self._key(prefix)):

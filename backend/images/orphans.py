@@ -3,7 +3,8 @@
 An API process killed mid-ingest (kill -9, OOM, power) may leave ``upload.*.part`` files and
 spooled request bodies in the tmp dir, ``.*.part`` files of atomic writes, and image files
 whose row never committed.
-:func:`remove_orphans` deletes those older than a grace period (a file younger than that may
+:func:`remove_orphans` deletes those older than a grace period (in the data dir, and in the
+bucket when images live on object storage) (a file younger than that may
 belong to an upload in progress in another API process); it runs at every API start and
 as ``autodl gc``.
 """
@@ -18,9 +19,10 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from backend.config import Settings
+from backend.config import Settings, get_settings
 from backend.db import session_scope
 from backend.images.models import Image
+from backend.storage import S3Storage, get_storage, storage_for
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +74,14 @@ def remove_orphans(settings: Settings, grace_s: float) -> Removed:
         if path.stem not in used and _older(path, cutoff):
             path.unlink(missing_ok=True)
             removed.thumbnails += 1
+    storage = get_storage() if settings is get_settings() else storage_for(settings)
+    if isinstance(storage, S3Storage):
+        for prefix, kind in (("images/", "blobs"), ("thumbnails/", "thumbnails")):
+            for key in storage.keys_older_than(prefix, cutoff):
+                name = key.rsplit("/", 1)[-1].removesuffix(".jpg")
+                if name not in used:
+                    storage.delete(key)
+                    setattr(removed, kind, getattr(removed, kind) + 1)
     if removed.part_files or removed.blobs or removed.thumbnails:
         log.warning("removed the leftovers of interrupted uploads: %s", removed)
     return removed

@@ -21,8 +21,6 @@ from tests.conftest import POSTGRES_ADMIN_URL, missing
 from tests.e2e.server import autodl_env, follow_events, free_port, signup, spawn, stop
 from tests.fleet.cluster import redis_server, upload_unexamined, wait_for
 
-pytestmark = [pytest.mark.slow, pytest.mark.postgres]
-
 BUCKET = "autodl-fleet"
 AWS = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -78,6 +76,8 @@ def files_under(folder: Path) -> list[Path]:
     return [p for p in folder.rglob("*") if p.is_file()] if folder.exists() else []
 
 
+@pytest.mark.slow
+@pytest.mark.postgres
 def test_upload_train_download_through_s3_with_nothing_shared_on_disk(
     tmp_path: Path, hymenoptera: Path, s3_endpoint: str, postgres_url: str
 ) -> None:
@@ -186,3 +186,32 @@ def _ready(url: str) -> bool:
         return httpx.get(f"{url}/api/health/ready", timeout=5).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def test_orphans_in_the_bucket_are_removed_and_used_images_kept(
+    client, user, project, hymenoptera: Path, s3_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    from backend.config import get_settings
+    from backend.images.orphans import remove_orphans
+    from tests.conftest import reset_caches
+    from tests.factories import add_images
+
+    prefix = f"gc-{uuid.uuid4().hex[:8]}"
+    for name, value in {**AWS, "AWS_ENDPOINT_URL": s3_endpoint}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AUTODL_STORAGE_URL", f"s3://{BUCKET}/{prefix}")
+    reset_caches()
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+    if BUCKET not in [b["Name"] for b in s3.list_buckets()["Buckets"]]:
+        s3.create_bucket(Bucket=BUCKET)
+    picture = next((hymenoptera / "train" / "ants").glob("*.jpg")).read_bytes()
+    assert add_images(project, {"ant.jpg": picture}, label="ants").accepted
+    orphan = "ff" + "e" * 62
+    s3.put_object(Bucket=BUCKET, Key=f"{prefix}/images/ff/{orphan}", Body=b"never committed")
+    s3.put_object(Bucket=BUCKET, Key=f"{prefix}/thumbnails/ff/{orphan}.jpg", Body=b"jpeg")
+
+    removed = remove_orphans(get_settings(), grace_s=0)
+    assert (removed.blobs, removed.thumbnails) == (1, 1)
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix=prefix)["Contents"]}
+    sha = hashlib.sha256(picture).hexdigest()
+    assert keys == {f"{prefix}/images/{sha[:2]}/{sha}", f"{prefix}/thumbnails/{sha[:2]}/{sha}.jpg"}
