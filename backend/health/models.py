@@ -43,7 +43,8 @@ class HealthReport(TimestampMixin, Base):
 
 
 class ImageEdit(Base):
-    """One fix (relabel or move of some images) with what it changed, so it can be undone."""
+    """One fix (relabel, move or delete of some images) with what it changed, so it can be
+    undone."""
 
     __tablename__ = "image_edit"
 
@@ -51,12 +52,13 @@ class ImageEdit(Base):
     project_id: Mapped[int] = mapped_column(
         ForeignKey("project.id", ondelete="CASCADE"), index=True
     )
-    # relabel, move, accept_suggestions
+    # relabel, move, accept_suggestions, delete
     action: Mapped[str] = mapped_column(String(32))
     # Where the fix was made: label_issues, mistakes, confusion, findings, suggestions.
     source: Mapped[str] = mapped_column(String(32))
     count: Mapped[int] = mapped_column(Integer)
-    # [{id, label, split, split_source}] of each image before the fix.
+    # [{id, label, split, split_source}] of each image before the fix; a deletion also keeps
+    # the rest of the row (sha256, filename, format, width, height, size_bytes, created_at).
     before: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     undone_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

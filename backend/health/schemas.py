@@ -5,7 +5,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from backend.images.schemas import ImagePatch
+from backend.images.schemas import ImageIds, ImagePatch
 from backend.schemas import Body
 
 HealthStatus = Literal["computing", "ready", "failed"]
@@ -80,6 +80,13 @@ class FixIn(ImagePatch):
 
     source: FixSource = "findings"
     # Start a fresh check after the fix (a review queue sends false and rechecks at the end).
+    recheck: bool = True
+
+
+class DeleteIn(ImageIds):
+    """Delete images where a problem was found; the fix can be undone (the files are kept)."""
+
+    source: FixSource = "findings"
     recheck: bool = True
 
 

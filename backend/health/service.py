@@ -16,6 +16,7 @@ from backend.errors import Conflict, InvalidInput, NotFound
 from backend.health.models import HealthReport, ImageEdit
 from backend.health.schemas import (
     AcceptSuggestionsIn,
+    DeleteIn,
     DuplicateOut,
     FindingOut,
     FixIn,
@@ -28,9 +29,10 @@ from backend.health.schemas import (
 from backend.images.ingest import ensure_label
 from backend.images.models import Image
 from backend.images.schemas import ImagePatch
-from backend.images.service import update_images
+from backend.images.service import delete_images, update_images
 from backend.projects.models import Label, Project
 from backend.queue import enqueue_health
+from backend.storage import ImageStore
 
 log = logging.getLogger(__name__)
 
@@ -334,13 +336,93 @@ def accept_suggestions(session: Session, project: Project, body: AcceptSuggestio
     )
 
 
-def undo_edit(session: Session, project: Project, edit_id: int, recheck: bool = True) -> UndoOut:
-    """Put the images of one fix back as they were (those deleted since stay deleted)."""
+# What an undoable deletion remembers of each image, besides its label's name.
+_ROW_FIELDS = ("id", "sha256", "filename", "format", "width", "height", "size_bytes")
+
+
+def delete_fix(session: Session, settings: Settings, project: Project, body: DeleteIn) -> FixOut:
+    """Delete images, remembering their rows and keeping their files so that the fix can be
+    undone (the review queue's and the findings' Delete)."""
+    rows = session.execute(
+        select(Image, Label.name)
+        .outerjoin(Label, Label.id == Image.label_id)
+        .where(Image.project_id == project.id, Image.id.in_(set(body.ids)))
+        .order_by(Image.id)
+    ).all()
+    before = [
+        {
+            **{name: getattr(image, name) for name in _ROW_FIELDS},
+            "label": label,
+            "split": image.split,
+            "split_source": image.split_source,
+            "created_at": image.created_at.isoformat(),
+        }
+        for image, label in rows
+    ]
+    deleted = delete_images(session, settings, project, body.ids, keep_files=True)
+    edit = _record(session, project, "delete", body.source, before)
+    if body.recheck:
+        request_check_if_examinable(session, project.id)
+    words = f"{deleted} image{'s' if deleted != 1 else ''}"
+    return FixOut(updated=deleted, edit_id=edit.id, message=f"{words} deleted.")
+
+
+def _restore_deleted(
+    session: Session, settings: Settings, project: Project, before: list[dict[str, Any]]
+) -> tuple[int, int]:
+    """Put deleted images back (with their old ids where still free); (restored, not)."""
+    shas = [b["sha256"] for b in before]
+    present = set(
+        session.scalars(
+            select(Image.sha256).where(Image.project_id == project.id, Image.sha256.in_(shas))
+        )
+    )
+    taken = set(session.scalars(select(Image.id).where(Image.id.in_([b["id"] for b in before]))))
+    store = ImageStore(settings)
+    restored = 0
+    for b in before:
+        # Uploaded again since, or its bytes removed (another project deleted its copy).
+        if b["sha256"] in present or not store.blob_path(b["sha256"]).is_file():
+            continue
+        label = ensure_label(session, project, b["label"]).id if b["label"] else None
+        image = Image(
+            project_id=project.id,
+            label_id=label,
+            split=b["split"],
+            split_source=b["split_source"],
+            created_at=datetime.fromisoformat(b["created_at"]),
+            **{name: b[name] for name in _ROW_FIELDS if name != "id"},
+        )
+        if b["id"] not in taken:
+            image.id = b["id"]
+        session.add(image)
+        present.add(b["sha256"])
+        restored += 1
+    session.flush()
+    return restored, len(before) - restored
+
+
+def undo_edit(
+    session: Session, settings: Settings, project: Project, edit_id: int, recheck: bool = True
+) -> UndoOut:
+    """Put the images of one fix back as they were (those deleted since stay deleted; a
+    deletion's images come back with their label and split)."""
     edit = session.get(ImageEdit, edit_id)
     if edit is None or edit.project_id != project.id:
         raise EditNotFound()
     if edit.undone_at is not None:
         raise EditAlreadyUndone()
+    if edit.action == "delete":
+        restored, lost = _restore_deleted(session, settings, project, edit.before)
+        edit.undone_at = utcnow()
+        session.flush()
+        session.expire_all()
+        if recheck:
+            request_check_if_examinable(session, project.id)
+        message = f"Undone: {restored} image{'s' if restored != 1 else ''} restored."
+        if lost:
+            message += f" {lost} could not be: uploaded again since, or their files are gone."
+        return UndoOut(restored=restored, message=message)
     images = {
         image.id: image
         for image in session.scalars(

@@ -93,14 +93,19 @@ def update_images(session: Session, project: Project, patch: ImagePatch) -> int:
     return len(ids)
 
 
-def delete_images(session: Session, settings: Settings, project: Project, ids: list[int]) -> int:
+def delete_images(
+    session: Session, settings: Settings, project: Project, ids: list[int], keep_files: bool = False
+) -> int:
+    """Delete images of ``project``; their files too unless ``keep_files`` (an undoable
+    deletion, backend/health/service.py) or another image uses them."""
     ids = _project_image_ids(session, project, ids)
     shas = set(session.scalars(select(Image.sha256).where(Image.id.in_(ids))))
     session.execute(
         delete(Image).where(Image.id.in_(ids)), execution_options={"synchronize_session": False}
     )
     session.expire_all()
-    _remove_blobs_after_commit(session, settings, shas)
+    if not keep_files:
+        _remove_blobs_after_commit(session, settings, shas)
     return len(ids)
 
 

@@ -98,6 +98,16 @@ def test_health_card_leakage_fix_review_queue_and_undo(
     assert int(dialog.locator(".review-item").get_attribute("data-image-id")) == image_id
     page.keyboard.press("a")
     wait_for(lambda: label_of(page, image_id) == suggested)
+    # D deletes the next image after a confirmation, Z puts it back with its label.
+    next_id = int(dialog.locator(".review-item").get_attribute("data-image-id"))
+    next_label = label_of(page, next_id)
+    page.keyboard.press("d")
+    page.locator("dialog[open] button[value=ok]", has_text="Delete").click()
+    wait_for(lambda: all(im["id"] != next_id for im in images(page, project_id)))
+    page.keyboard.press("z")
+    wait_for(lambda: any(im["id"] == next_id for im in images(page, project_id)))
+    assert label_of(page, next_id) == next_label
+    assert int(dialog.locator(".review-item").get_attribute("data-image-id")) == next_id
     page.keyboard.press("Escape")
 
     # Closing the queue re-estimates the accuracy and says what the relabel did.

@@ -272,3 +272,48 @@ def test_a_finished_run_asks_for_a_fresh_report(
     with session_scope() as session:
         row = session.query(HealthReport).filter_by(project_id=small_project["id"]).one()
         assert row.requested == 2  # the upload's request, then the run's
+
+
+def test_a_deletion_from_the_doctor_is_undone_with_its_label_split_and_file(
+    client: TestClient, user: ApiUser, small_project: dict
+) -> None:
+    pid = small_project["id"]
+    items = client.get(f"/api/projects/{pid}/images", headers=user.headers).json()["items"]
+    victims = [im for im in items if im["split"] == "val"][:2]
+    files = {
+        im["id"]: client.get(f"/api/images/{im['id']}/file", headers=user.headers).content
+        for im in victims
+    }
+    deleted = client.post(
+        f"/api/projects/{pid}/health/fixes/delete",
+        json={"ids": [im["id"] for im in victims], "source": "label_issues", "recheck": False},
+        headers=user.headers,
+    )
+    assert deleted.status_code == 200, deleted.text
+    assert deleted.json()["updated"] == 2 and deleted.json()["message"] == "2 images deleted."
+    for im in victims:
+        assert client.get(f"/api/images/{im['id']}", headers=user.headers).status_code == 404
+    total = client.get(f"/api/projects/{pid}/images", headers=user.headers).json()["total"]
+    assert total == len(items) - 2
+
+    edit = deleted.json()["edit_id"]
+    undo = client.post(
+        f"/api/projects/{pid}/health/fixes/{edit}/undo?recheck=false", headers=user.headers
+    )
+    assert undo.status_code == 200, undo.text
+    assert undo.json() == {"restored": 2, "message": "Undone: 2 images restored."}
+    for im in victims:
+        back = client.get(f"/api/images/{im['id']}", headers=user.headers).json()
+        same = ("filename", "label", "split", "split_source", "width", "height", "size_bytes")
+        assert {k: back[k] for k in same} == {k: im[k] for k in same}
+        file = client.get(f"/api/images/{im['id']}/file", headers=user.headers)
+        assert file.status_code == 200 and file.content == files[im["id"]]
+        thumb = client.get(f"/api/images/{im['id']}/thumbnail", headers=user.headers)
+        assert thumb.status_code == 200
+    again = client.post(f"/api/projects/{pid}/health/fixes/{edit}/undo", headers=user.headers)
+    assert again.status_code == 409 and "already been undone" in again.json()["detail"]
+
+    missing = client.post(
+        f"/api/projects/{pid}/health/fixes/delete", json={"ids": [10**9]}, headers=user.headers
+    )
+    assert missing.status_code == 404 and "not in this project" in missing.json()["detail"]

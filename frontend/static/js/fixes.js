@@ -54,18 +54,21 @@ export async function applyFix(projectId, { ids, label, split, source = "finding
   return result;
 }
 
-/** Delete images after asking (a deletion cannot be undone). */
-export async function deleteImages(projectId, ids, { onChanged } = {}) {
+/** Delete images after asking; shows an Undo button, as relabel and move do. */
+export async function deleteImages(projectId, ids, { onChanged, source = "findings" } = {}) {
   const ok = await confirmDialog({
     title: `Delete ${plural(ids.length, "image")}?`,
-    message: "They are removed from the project and from every split. This cannot be undone.",
+    message: "They are removed from the project and from every split. You can undo it right after.",
     confirmLabel: "Delete",
   });
   if (!ok) return false;
-  await api(`/projects/${projectId}/images/delete`, { method: "POST", json: { ids } });
-  toast(`${plural(ids.length, "image")} deleted.`, "success");
+  const result = await api(`/projects/${projectId}/health/fixes/delete`, { method: "POST", json: { ids, source } });
+  undoToast(result.message, async () => {
+    await undoFix(projectId, result.edit_id);
+    await onChanged?.();
+  });
   await onChanged?.();
-  return true;
+  return result;
 }
 
 /**
@@ -96,5 +99,5 @@ export function predictionFixes(item, { projectId, onChanged }) {
     `Relabel “${item.predicted_label}”`) : null,
     move,
     h("button", { type: "button", class: "btn btn-sm btn-danger-ghost fix-delete", "aria-label": `Delete ${item.filename}`,
-      onclick: () => run(() => deleteImages(projectId, [item.image_id], { onChanged })) }, "Delete"));
+      onclick: () => run(() => deleteImages(projectId, [item.image_id], { onChanged, source: "mistakes" })) }, "Delete"));
 }

@@ -119,17 +119,17 @@ export class ReviewQueue {
   async remove() {
     const item = this.current();
     if (!item) return;
-    const ok = await confirmDialog({ title: "Delete this image?", message: "It is removed from the project. This cannot be undone.", confirmLabel: "Delete" });
+    const ok = await confirmDialog({ title: "Delete this image?", message: "It is removed from the project; Z undoes it.", confirmLabel: "Delete" });
     this.dialog.focus();
     if (!ok) return;
-    await api(`/projects/${this.projectId}/images/delete`, { method: "POST", json: { ids: [item.image_id] } });
-    this.done.set(item.image_id, { action: "delete" });
+    const result = await api(`/projects/${this.projectId}/health/fixes/delete`, { method: "POST", json: { ids: [item.image_id], source: "label_issues", recheck: false } });
+    this.done.set(item.image_id, { action: "delete", editId: result.edit_id });
     this.move(1);
   }
 
-  /** Undo the last relabel of this session of the queue and go back to that image. */
+  /** Undo the last relabel or deletion of this session of the queue and go back to that image. */
   async undo() {
-    const last = [...this.done.entries()].reverse().find(([, d]) => d.action === "relabel");
+    const last = [...this.done.entries()].reverse().find(([, d]) => d.action === "relabel" || d.action === "delete");
     if (!last) {
       toast("Nothing to undo here.", "info");
       return;
