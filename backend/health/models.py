@@ -3,8 +3,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Integer, String, Text
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import JSON, ForeignKey, Integer, String, Text, select
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from backend.db import Base, TimestampMixin, UTCDateTime, utcnow
 
@@ -62,3 +62,12 @@ class ImageEdit(Base):
     before: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     undone_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+def kept_for_undo(session: Session) -> set[str]:
+    """SHA-256 of the images deleted by fixes not undone yet: their files must stay (the
+    blob removal after a deletion and ``autodl gc`` keep them)."""
+    befores = session.scalars(
+        select(ImageEdit.before).where(ImageEdit.action == "delete", ImageEdit.undone_at.is_(None))
+    )
+    return {row["sha256"] for before in befores for row in before}

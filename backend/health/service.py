@@ -382,7 +382,7 @@ def _restore_deleted(
     restored = 0
     for b in before:
         # Uploaded again since, or its bytes removed (another project deleted its copy).
-        if b["sha256"] in present or not store.blob_path(b["sha256"]).is_file():
+        if b["sha256"] in present or not store.has(b["sha256"]):
             continue
         label = ensure_label(session, project, b["label"]).id if b["label"] else None
         image = Image(

@@ -21,6 +21,7 @@ from sqlalchemy import select
 
 from backend.config import Settings, get_settings
 from backend.db import session_scope
+from backend.health.models import kept_for_undo
 from backend.images.models import Image
 from backend.storage import S3Storage, get_storage, storage_for
 
@@ -65,7 +66,7 @@ def remove_orphans(settings: Settings, grace_s: float) -> Removed:
             path.unlink(missing_ok=True)
             removed.part_files += 1
     with session_scope() as session:
-        used = set(session.scalars(select(Image.sha256).distinct()))
+        used = set(session.scalars(select(Image.sha256).distinct())) | kept_for_undo(session)
     for path in _files(settings.images_dir, "??/*"):
         if not path.name.startswith(".") and path.name not in used and _older(path, cutoff):
             path.unlink(missing_ok=True)

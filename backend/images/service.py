@@ -13,6 +13,7 @@ from backend.auth.models import User
 from backend.config import Settings
 from backend.db import after_commit, session_scope
 from backend.errors import NotFound
+from backend.health.models import kept_for_undo
 from backend.images.ingest import ensure_label
 from backend.images.models import Image
 from backend.images.schemas import ImageOut, ImagePage, ImagePatch, ImageQuery
@@ -152,6 +153,7 @@ def _remove_blobs_after_commit(session: Session, settings: Settings, shas: set[s
         try:
             with session_scope() as fresh:
                 used = set(fresh.scalars(select(Image.sha256).where(Image.sha256.in_(shas))))
+                used |= kept_for_undo(fresh)  # a fix's deletion may still be undone
             store = ImageStore(settings)
             for sha in shas - used:
                 store.remove(sha)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from pathlib import Path
 
 from fastapi.testclient import TestClient
 
+from backend.config import get_settings
+from backend.images.orphans import remove_orphans
+from backend.storage import ImageStore
 from tests.conftest import ApiUser, hymenoptera_zip
 from tests.health.conftest import examine_now
 from tests.worker.planted import near_copy
@@ -295,6 +299,10 @@ def test_a_deletion_from_the_doctor_is_undone_with_its_label_split_and_file(
         assert client.get(f"/api/images/{im['id']}", headers=user.headers).status_code == 404
     total = client.get(f"/api/projects/{pid}/images", headers=user.headers).json()["total"]
     assert total == len(items) - 2
+    # The files wait for the undo: `autodl gc` (no grace period here) leaves them.
+    remove_orphans(get_settings(), grace_s=0)
+    store = ImageStore(get_settings())
+    assert all(store.has(hashlib.sha256(data).hexdigest()) for data in files.values())
 
     edit = deleted.json()["edit_id"]
     undo = client.post(
