@@ -19,6 +19,7 @@ Run: ``.venv/bin/python bench/doctor.py [--images 5000] [--cache-dir DIR]``.
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import os
@@ -183,7 +184,7 @@ def run_baseline(rev: str, data: Path, tmp: Path) -> dict[str, Any]:
     ``backend`` packages (exported with ``git archive``) and this file's current code."""
     root = Path(__file__).resolve().parents[1]
     tree = tmp / f"rev-{rev}"
-    tree.mkdir()
+    tree.mkdir(exist_ok=True)
     archive = subprocess.run(
         ["git", "-C", str(root), "archive", rev, "worker", "backend"],
         check=True,
@@ -219,6 +220,15 @@ def main() -> int:
     parser.add_argument("--work-dir", type=Path, default=Path(tempfile.gettempdir()) / "doctor")
     parser.add_argument("--baseline-rev", default=BASELINE_REV)
     parser.add_argument("--no-baseline", action="store_true", help="time only ours")
+    parser.add_argument(
+        "--signature-dir",
+        type=Path,
+        help="keep signatures here between runs (default: a fresh folder, so the first "
+        "report computes them)",
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="ours and the baseline alternately, N times"
+    )
     args = parser.parse_args()
 
     rows = build(args.work_dir, args.images)
@@ -232,31 +242,41 @@ def main() -> int:
     size = embedded.preprocess.input_size
     loads = [os.getloadavg()[0]]
 
+    rounds: list[tuple[float, dict[str, float], dict[str, float] | None]] = []
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
+        sig_dir = args.signature_dir or tmp
         first: dict[str, dict[str, float]] = {}
-        signatures, computed = _timed(first, "signatures", lambda: picture_signatures(thumbs, tmp))
+        signatures, computed = _timed(
+            first, "signatures", lambda: picture_signatures(thumbs, sig_dir)
+        )
         _timed(
             first, "report", lambda: doctor.examine(pictures, embedded.embeddings, signatures, size)
         )
         loads.append(os.getloadavg()[0])
 
-        warm: dict[str, dict[str, float]] = {}
-        signatures, _ = _timed(warm, "signatures", lambda: picture_signatures(thumbs, tmp))
-        clock = doctor.Clock()
-        report = _timed(
-            warm,
-            "report",
-            lambda: doctor.examine(pictures, embedded.embeddings, signatures, size, clock=clock),
-        )
-        loads.append(os.getloadavg()[0])
         baseline: dict[str, Any] | None = None
-        if not args.no_baseline:
-            data = tmp / "data.pkl"
-            with data.open("wb") as file:
-                pickle.dump((pictures, embedded.embeddings, thumbs, tmp, size), file)
-            baseline = run_baseline(args.baseline_rev, data, tmp)
+        for _ in range(args.rounds):
+            warm: dict[str, dict[str, float]] = {}
+            signatures, _ = _timed(warm, "signatures", lambda: picture_signatures(thumbs, sig_dir))
+            clock = doctor.Clock()
+            report = _timed(
+                warm,
+                "report",
+                functools.partial(
+                    doctor.examine, pictures, embedded.embeddings, signatures, size, clock=clock
+                ),
+            )
             loads.append(os.getloadavg()[0])
+            if not args.no_baseline:
+                data = tmp / "data.pkl"
+                with data.open("wb") as file:
+                    pickle.dump((pictures, embedded.embeddings, thumbs, sig_dir, size), file)
+                baseline = run_baseline(args.baseline_rev, data, tmp)
+                loads.append(os.getloadavg()[0])
+            rounds.append(
+                (loads[-1], warm["report"], baseline["parts"]["report"] if baseline else None)
+            )
 
     ok = [s for s in signatures if s is not None]
     sample = np.random.default_rng(0).integers(0, len(ok), size=(300, 2))
@@ -290,6 +310,8 @@ def main() -> int:
     print(_row(f"first report (signatures computed: {computed})", None, first_total))
     print(_row("  of which computing signatures", None, first["signatures"]))
     print(f"{'geometric check of every pair (extrapolated)':44}{'':>18}{all_pairs:>11.0f}")
+    for k, (load, ours_report, base_report) in enumerate(rounds, 1):
+        print(_row(f"round {k} examine (load {load:.1f} after)", base_report, ours_report))
     kinds = {f.kind: f.count for f in report.findings}
     fit = report.domain_fit
     print(
