@@ -65,13 +65,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"autodl: embedded Redis at {embedded.url}", flush=True)
     worker = None
     if not args.no_worker:
-        # SIGQUIT (Celery's cold shutdown) if this process dies, however it dies: the
-        # worker stops at once and its pool processes die with it; the run it held is
-        # recovered by the next server's sweep.
+        # SIGKILL if this process dies, however it dies: the worker stops at once (a
+        # graceful shutdown would try to hand its messages back to the embedded Redis,
+        # which dies too, and can hang), its pool processes die with it, and the run it
+        # held is recovered by the next server's sweep. A clean stop below is a SIGTERM.
         worker = subprocess.Popen(
             [sys.executable, "-m", "backend.cli", "worker", "--concurrency", "1"],
             env=os.environ.copy(),
-            preexec_fn=child_of_this_process(signal.SIGQUIT),
+            preexec_fn=child_of_this_process(signal.SIGKILL),
         )
     print(f"autodl: serving on http://{args.host}:{args.port}", flush=True)
     # uvicorn re-raises SIGTERM once it has shut down; turn it into SystemExit so the
