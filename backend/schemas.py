@@ -91,11 +91,21 @@ _WHY = {
 _RETRY_AFTER = {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}}
 
 
-def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses`` for the error statuses an operation can answer."""
+def errors(*statuses: int, streaming: bool = False) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for the error statuses an operation can answer. Errors are JSON
+    even where the operation streams (``streaming``: FastAPI would file them under the
+    route's own media type, ``text/event-stream``, which they are not)."""
+
+    def body(status: int) -> dict[str, Any]:
+        model = ValidationErrorOut if status == 422 else ErrorOut
+        if streaming:  # the schemas are in components: every other operation uses them
+            ref = {"$ref": f"#/components/schemas/{model.__name__}"}
+            return {"content": {"application/json": {"schema": ref}}}
+        return {"model": model}
+
     return {
         status: {
-            "model": ValidationErrorOut if status == 422 else ErrorOut,
+            **body(status),
             "description": _WHY[status],
             **({"headers": _RETRY_AFTER} if status == 429 else {}),
         }

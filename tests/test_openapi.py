@@ -29,3 +29,17 @@ def test_errors_statuses_and_file_types_are_documented(client) -> None:  # type:
     assert list(events) == ["text/event-stream"]
     ids = schema["components"]["schemas"]["ImageIds"]["properties"]["ids"]
     assert (ids["minItems"], ids["items"]["maximum"]) == (1, 2**31 - 1)
+
+
+def test_every_error_is_documented_as_json_even_where_the_operation_streams(client, user) -> None:  # type: ignore[no-untyped-def]
+    """An error from the run's event stream is JSON: documented as text/event-stream it was a
+    schema violation (schemathesis ST105 on a deleted run's 404)."""
+    schema = client.get("/openapi.json").json()
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            for status, response in operation["responses"].items():
+                if status.startswith(("4", "5")) and "content" in response:
+                    assert list(response["content"]) == ["application/json"], (method, path)
+    missing = client.get("/api/runs/999/events", headers=user.headers)
+    assert missing.status_code == 404
+    assert missing.headers["content-type"] == "application/json"

@@ -117,7 +117,7 @@ def predict_with_deployed(
 @router.get(
     "/api/runs/{rid}/events",
     response_class=EventSourceResponse,
-    responses=errors(*OWNED),
+    responses=errors(*OWNED, streaming=True),
 )
 async def run_events_stream(run: RunDep) -> AsyncIterator[ServerSentEvent]:
     async for event in run_events(run.id):

@@ -17,6 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import httpx
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT))
 
@@ -43,11 +45,7 @@ def seed(server: LiveServer, timeout_s: float = 240) -> tuple[str, dict[str, obj
     labels = client.get(f"/api/projects/{pid}/labels").raise_for_status().json()
     run = client.post(f"/api/projects/{pid}/runs", json={"mode": "linear"}).raise_for_status()
     rid = run.json()["id"]
-    deadline = time.monotonic() + timeout_s
-    while client.get(f"/api/runs/{rid}").json()["status"] not in ("succeeded", "failed"):
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"the seed run did not finish in {timeout_s:.0f} s")
-        time.sleep(2)
+    wait_for_run(client, rid, timeout_s)
     return token, {
         "path.pid": pid,
         "path.lid": labels[0]["id"],
@@ -58,9 +56,24 @@ def seed(server: LiveServer, timeout_s: float = 240) -> tuple[str, dict[str, obj
     }
 
 
-def scratch(server: LiveServer, token: str) -> dict[str, dict[str, object]]:
+def wait_for_run(client: httpx.Client, rid: int, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while client.get(f"/api/runs/{rid}").json()["status"] not in ("succeeded", "failed"):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the seed run {rid} did not finish in {timeout_s:.0f} s")
+        time.sleep(2)
+
+
+def scratch(
+    server: LiveServer, token: str, parameters: dict[str, object], timeout_s: float = 240
+) -> dict[str, dict[str, object]]:
     """Objects the deleting operations may delete (the seeded ones must last the run)."""
     client = server.client(token)
+    # A second run of the seeded project, for DELETE /api/runs/{rid} (deleting the seeded
+    # one left 16 operations answering 404 for the rest of the run).
+    pid = parameters["path.pid"]
+    spare = client.post(f"/api/projects/{pid}/runs", json={"mode": "linear"}).raise_for_status()
+    wait_for_run(client, spare.json()["id"], timeout_s)
     pid = client.post("/api/projects", json={"name": "scratch"}).raise_for_status().json()["id"]
     lid = client.post(f"/api/projects/{pid}/labels", json={"name": "x"}).json()["id"]
     image = next(p for p in sorted((HYMENOPTERA / "val" / "ants").iterdir()))
@@ -68,6 +81,7 @@ def scratch(server: LiveServer, token: str) -> dict[str, dict[str, object]]:
     iid = client.post(f"/api/projects/{pid}/images", files=files).json()["accepted"][0]["id"]
     invite = client.post("/api/admin/invites", json={"email": "guest@example.com"}).json()
     return {
+        "DELETE /api/runs/{rid}": {"path.rid": spare.json()["id"]},
         "DELETE /api/projects/{pid}": {"path.pid": pid},
         "DELETE /api/projects/{pid}/labels/{lid}": {"path.pid": pid, "path.lid": lid},
         "DELETE /api/images/{iid}": {"path.iid": iid},
@@ -101,7 +115,7 @@ def config_with(
 def fuzz(server: LiveServer, max_time_s: int, folder: Path) -> tuple[int, str]:
     started = time.monotonic()
     token, parameters = seed(server)
-    per_operation = scratch(server, token)
+    per_operation = scratch(server, token, parameters)
     seeded = f"seeded a project, images and a trained run in {time.monotonic() - started:.0f} s\n"
     command = [
         str(Path(sys.executable).with_name("schemathesis")),
@@ -125,7 +139,10 @@ def fuzz(server: LiveServer, max_time_s: int, folder: Path) -> tuple[int, str]:
         "--seed",
         "1",
     ]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=max_time_s + 120)
+    # cwd: schemathesis keeps a .schemathesis/ cache in its working directory, not the repo's.
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=max_time_s + 120, cwd=folder
+    )
     return done.returncode, seeded + done.stdout + done.stderr
 
 
