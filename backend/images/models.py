@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from sqlalchemy import ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from backend.db import Base, TimestampMixin
@@ -13,7 +13,12 @@ class Image(TimestampMixin, Base):
     """One uploaded picture; the bytes live once on disk under their SHA-256."""
 
     __tablename__ = "image"
-    __table_args__ = (UniqueConstraint("project_id", "sha256"),)
+    __table_args__ = (
+        UniqueConstraint("project_id", "sha256"),
+        # A large project's pages filtered by label or split (migration e4f1a9c2b7d8).
+        Index("ix_image_project_label", "project_id", "label_id", "split"),
+        Index("ix_image_project_split", "project_id", "split", "id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     project_id: Mapped[int] = mapped_column(

@@ -43,18 +43,28 @@ def get_image(session: Session, user: User, image_id: int) -> Image:
 
 
 def list_images(session: Session, project: Project, query: ImageQuery) -> ImagePage:
+    """One page in id order and the total; every filter is a column of the image row (a
+    label name is looked up once), so the page and its count are index ranges."""
     where = [Image.project_id == project.id]
     if query.label:
-        where.append(Label.name_key == label_key(query.label))
+        label_id = session.scalar(
+            select(Label.id).where(
+                Label.project_id == project.id, Label.name_key == label_key(query.label)
+            )
+        )
+        if label_id is None:
+            return ImagePage(items=[], total=0)
+        where.append(Image.label_id == label_id)
     if query.unlabeled:
         where.append(Image.label_id.is_(None))
     if query.split == "unassigned":
         where.append(Image.split.is_(None))
     elif query.split:
         where.append(Image.split == query.split)
-    base = select(Image).outerjoin(Label, Label.id == Image.label_id).where(*where)
-    total = session.scalar(select(func.count()).select_from(base.subquery())) or 0
-    images = session.scalars(base.order_by(Image.id).limit(query.limit).offset(query.offset))
+    total = session.scalar(select(func.count(Image.id)).where(*where)) or 0
+    images = session.scalars(
+        select(Image).where(*where).order_by(Image.id).limit(query.limit).offset(query.offset)
+    )
     return ImagePage(items=[image_out(image) for image in images], total=total)
 
 
