@@ -1,4 +1,9 @@
-"""Serve an exported ONNX classifier with onnxruntime (no torch in this process)."""
+"""Serve an exported ONNX classifier with onnxruntime (no torch in this process).
+
+A single-backbone model has one input, ``input``, preprocessed as its ``preprocess``
+metadata says. An ensemble (Auto) has one input per backbone, listed with each one's
+preprocessing in its ``inputs`` metadata; each picture is decoded once per input.
+"""
 
 from __future__ import annotations
 
@@ -34,19 +39,38 @@ class OnnxClassifier:
         except KeyError as exc:
             raise ValueError(f"{path} is not an autodl classifier: no {exc} metadata") from exc
         self.metadata: dict[str, str] = dict(meta)
-        self._input = self.session.get_inputs()[0].name
+        names = [i.name for i in self.session.get_inputs()]
+        if "inputs" in meta:
+            listed = json.loads(meta["inputs"])
+            self.inputs = [(d["name"], Preprocess.from_dict(d["preprocess"])) for d in listed]
+        else:
+            self.inputs = [(names[0], self.preprocess)]
+        if sorted(n for n, _ in self.inputs) != sorted(names):
+            raise ValueError(f"{path}: its inputs {names} do not match its metadata")
 
-    def predict_arrays(self, batch: np.ndarray) -> np.ndarray:
-        """Probabilities (N, C) for preprocessed images (N, 3, H, W)."""
-        return np.asarray(self.session.run(None, {self._input: batch})[0])
+    def predict_arrays(self, batch: np.ndarray, *more: np.ndarray) -> np.ndarray:
+        """Probabilities (N, C) for preprocessed images (N, 3, H, W), one batch per input."""
+        feeds = dict(zip((n for n, _ in self.inputs), (batch, *more), strict=True))
+        return np.asarray(self.session.run(None, feeds)[0])
+
+    def preprocess_all(self, images: Sequence[ImageSource]) -> list[np.ndarray]:
+        """One batch per input: every picture decoded as that input's preprocessing says."""
+        batches = []
+        for _, pp in self.inputs:
+            rows = []
+            for image in images:
+                if hasattr(image, "seek"):
+                    image.seek(0)  # a file object is read once per input
+                rows.append(load_image(image, pp))
+            batches.append(np.stack(rows))
+        return batches
 
     def predict(self, images: Sequence[ImageSource]) -> list[dict[str, Any]]:
         """``{label, probabilities: {name: p}}`` for each image file or file object."""
         if not images:
             return []
-        batch = np.stack([load_image(image, self.preprocess) for image in images])
         results = []
-        for row in self.predict_arrays(batch):
+        for row in self.predict_arrays(*self.preprocess_all(images)):
             probabilities = {name: float(p) for name, p in zip(self.labels, row, strict=True)}
             results.append(
                 {"label": self.labels[int(np.argmax(row))], "probabilities": probabilities}

@@ -30,9 +30,17 @@ class BundleCheckFailed(RuntimeError):
 
 
 def bundle_files(
-    onnx_path: Path, labels: Sequence[str], preprocess: Preprocess, model_card: str
+    onnx_path: Path,
+    labels: Sequence[str],
+    preprocess: Preprocess,
+    model_card: str,
+    inputs: str | None = None,
 ) -> dict[str, bytes]:
+    """The bundle's files; ``inputs`` (an ensemble's ``inputs`` metadata, JSON) becomes
+    inputs.json, from which predict.py preprocesses each input of the graph its own way."""
+    extra = {"inputs.json": inputs.encode()} if inputs else {}
     return {
+        **extra,
         "model.onnx": onnx_path.read_bytes(),
         "labels.json": json.dumps(list(labels), indent=2).encode(),
         "preprocess.json": json.dumps(preprocess.to_dict(), indent=2).encode(),
@@ -69,7 +77,12 @@ def build_bundle(
     root: str = "autodl-model",
 ) -> Path:
     """Zip the bundle under ``root/``, verify predict.py reproduces ``expected``, rename."""
-    files = bundle_files(onnx_path, labels, preprocess, model_card)
+    import onnx
+
+    meta = {
+        p.key: p.value for p in onnx.load(str(onnx_path), load_external_data=False).metadata_props
+    }
+    files = bundle_files(onnx_path, labels, preprocess, model_card, meta.get("inputs"))
     with atomic_path(out_path) as tmp:
         with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as archive:
             for name, data in files.items():

@@ -51,21 +51,30 @@ def main() -> int:
     labels = json.loads((HERE / "labels.json").read_text())
     preprocess = Preprocess.from_dict(json.loads((HERE / "preprocess.json").read_text()))
     session = ort.InferenceSession(str(HERE / "model.onnx"), providers=["CPUExecutionProvider"])
-    input_name = session.get_inputs()[0].name
+    # An ensemble takes one input per backbone, each preprocessed its own way (inputs.json).
+    inputs = [(session.get_inputs()[0].name, preprocess)]
+    if (HERE / "inputs.json").exists():
+        listed = json.loads((HERE / "inputs.json").read_text())
+        inputs = [(d["name"], Preprocess.from_dict(d["preprocess"])) for d in listed]
 
     results: list[dict[str, Any]] = []
     files = pictures(args.paths)
     for start in range(0, len(files), BATCH):
-        batch, names = [], []
+        batches: list[list[np.ndarray]] = [[] for _ in inputs]
+        names = []
         for path in files[start : start + BATCH]:
             try:
-                batch.append(load_image(path, preprocess))
-                names.append(path)
+                arrays = [load_image(path, pp) for _, pp in inputs]
             except Exception as exc:  # an unreadable file is reported, the rest go on
                 results.append({"file": str(path), "error": f"cannot read picture: {exc}"})
-        if not batch:
+                continue
+            for batch, array in zip(batches, arrays, strict=True):
+                batch.append(array)
+            names.append(path)
+        if not names:
             continue
-        probabilities = session.run(None, {input_name: np.stack(batch)})[0]
+        feeds = {name: np.stack(batch) for (name, _), batch in zip(inputs, batches, strict=True)}
+        probabilities = session.run(None, feeds)[0]
         for path, row in zip(names, probabilities, strict=True):
             results.append(
                 {

@@ -1,0 +1,141 @@
+"""Auto's combined probe on real hymenoptera embeddings of two bundled backbones: what it
+measures, what it keeps, and that its exported ONNX and TorchScript graphs compute it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from sklearn.linear_model import LogisticRegression
+
+from backend.inference.predictor import OnnxClassifier
+from tests.worker.conftest import Image
+from worker.ml.backbones import create_backbone
+from worker.ml.ensemble import Ensemble, _Space, fit_ensemble
+from worker.ml.export import (
+    build_ensemble_classifier,
+    compose_ensemble_onnx,
+    export_torchscript,
+)
+from worker.ml.features import EmbeddingResult, embed_images
+
+BACKBONES = ("tf_efficientnet_lite0", "tf_efficientnet_lite1")
+
+
+@pytest.fixture(scope="module")
+def subset(images: list[Image]) -> tuple[list[Image], list[Image]]:
+    """12 training and 6 validation pictures per label."""
+    train: list[Image] = []
+    for label in ("ants", "bees"):
+        train += [im for im in images if im.split == "train" and im.label == label][:12]
+    val: list[Image] = []
+    for label in ("ants", "bees"):
+        val += [im for im in images if im.split == "val" and im.label == label][:6]
+    return train, val
+
+
+@pytest.fixture(scope="module")
+def embedded(
+    subset: tuple[list[Image], list[Image]], cache_dir: Path
+) -> dict[tuple[str, bool], EmbeddingResult]:
+    train, val = subset
+    items = [(im.sha256, im.path) for im in train + val]
+    return {
+        (b, flip): embed_images(items, b, cache_dir=cache_dir, hflip=flip)
+        for b in BACKBONES
+        for flip in (False, True)
+    }
+
+
+@pytest.fixture(scope="module")
+def fitted(
+    subset: tuple[list[Image], list[Image]], embedded: dict[tuple[str, bool], EmbeddingResult]
+) -> Ensemble:
+    n = len(subset[0])
+    plain = {b: embedded[b, False].embeddings[:n] for b in BACKBONES}
+    flipped = {b: embedded[b, True].embeddings[:n] for b in BACKBONES}
+    return fit_ensemble(plain, [im.label for im in subset[0]], flipped, seed=0)
+
+
+def test_every_candidate_is_measured_and_the_lowest_log_loss_is_kept(fitted: Ensemble) -> None:
+    # Two views x (each backbone alone, averaged, concatenated).
+    kinds = sorted((c.kind, c.flip) for c in fitted.candidates)
+    assert kinds == sorted(
+        [(k, f) for f in (False, True) for k in ("single", "single", "average", "concat")]
+    )
+    assert fitted.chosen.cv_log_loss == min(c.cv_log_loss for c in fitted.candidates)
+    for c in fitted.candidates:
+        assert 0.0 <= c.cv_accuracy <= 1.0 and c.cv_log_loss > 0.0
+    assert fitted.repeats == 3 and fitted.folds == 5
+    assert abs(sum(m.weight for m in fitted.members) - 1.0) < 1e-9
+    assert set(fitted.backbones) <= set(BACKBONES)
+
+
+def test_validation_predictions_are_probabilities_and_beat_chance(
+    subset: tuple[list[Image], list[Image]],
+    embedded: dict[tuple[str, bool], EmbeddingResult],
+    fitted: Ensemble,
+) -> None:
+    n = len(subset[0])
+    plain = {b: embedded[b, False].embeddings[n:] for b in BACKBONES}
+    flipped = {b: embedded[b, True].embeddings[n:] for b in BACKBONES}
+    proba = fitted.predict_proba(plain, flipped)
+    assert np.allclose(proba.sum(axis=1), 1.0)
+    predicted = np.asarray(fitted.classes)[proba.argmax(axis=1)]
+    assert np.mean(predicted == [im.label for im in subset[1]]) >= 0.75
+
+
+def test_fitting_in_the_span_of_the_rows_is_the_same_model() -> None:
+    """The coordinates trick is exact: same probabilities as the full-width regression."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 300))
+    y = (X[:, 0] + 0.5 * rng.normal(size=40) > 0).astype(int)
+    space = _Space.of(X)
+    assert space.coords.shape[1] <= 40
+    Z = (X - space.mean) / space.std
+    full = LogisticRegression(C=0.1, tol=1e-10, max_iter=10_000).fit(Z, y)
+    small = LogisticRegression(C=0.1, tol=1e-10, max_iter=10_000).fit(space.coords, y)
+    head = space.head(small, ["0", "1"], {"C": 0.1})
+    test = rng.normal(size=(10, 300))
+    expected = full.predict_proba((test - space.mean) / space.std)
+    assert np.abs(head.predict_proba(test) - expected).max() < 1e-5
+
+
+def test_the_exported_ensemble_computes_the_ensemble(
+    subset: tuple[list[Image], list[Image]],
+    embedded: dict[tuple[str, bool], EmbeddingResult],
+    fitted: Ensemble,
+    tmp_path: Path,
+) -> None:
+    """ONNX (as the API's predictor reads it) and TorchScript: the whole ensemble, every
+    member backbone and the combiner, within 1e-4 of the ensemble on real pictures."""
+    n = len(subset[0])
+    val = subset[1]
+    used = fitted.backbones
+    graphs = [embedded[b, False].feature_graph for b in used]
+    assert all(g is not None for g in graphs)
+    pps = [embedded[b, False].preprocess for b in used]
+    target = compose_ensemble_onnx(
+        [g for g in graphs if g is not None], fitted, pps, fitted.classes, tmp_path / "e.onnx"
+    )
+    plain = {b: embedded[b, False].embeddings[n:] for b in BACKBONES}
+    flipped = {b: embedded[b, True].embeddings[n:] for b in BACKBONES}
+    expected = fitted.predict_proba(plain, flipped)
+
+    classifier = OnnxClassifier(target)
+    assert classifier.inputs[0][0] == "input"
+    assert len(classifier.inputs) == len(used)
+    answers = classifier.predict([im.path for im in val])
+    got = np.array([[a["probabilities"][c] for c in fitted.classes] for a in answers])
+    assert np.abs(got - expected).max() <= 1e-4
+
+    nets = [create_backbone(b)[0] for b in used]
+    model = build_ensemble_classifier(nets, fitted)
+    script = export_torchscript(model, pps, fitted.classes, tmp_path / "e.pt")
+    loaded = torch.jit.load(str(script))
+    batches = classifier.preprocess_all([im.path for im in val])
+    with torch.no_grad():
+        traced = loaded(*(torch.from_numpy(b) for b in batches)).numpy()
+    assert np.abs(traced - expected).max() <= 1e-4
