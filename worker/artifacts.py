@@ -3,6 +3,7 @@ bundle, each listed as an Artifact row only once complete and checked."""
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ PARITY_SAMPLE = 16
 class ArtifactPaths:
     settings: Settings
     run_id: int
-    backbone: str
+    backbone: str  # every backbone the model runs, joined by "+" (an ensemble's several)
 
     @property
     def folder(self) -> Path:
@@ -42,7 +43,8 @@ class ArtifactPaths:
 
     def metadata(self, outcome: Outcome) -> dict[str, str]:
         return {
-            "backbone": outcome.backbone,
+            "backbone": "+".join(outcome.backbones),
+            "backbones": json.dumps(outcome.backbones),
             "weights": outcome.weights.source,
             "run_id": str(self.run_id),
         }
@@ -50,10 +52,19 @@ class ArtifactPaths:
 
 def export_onnx_artifact(paths: ArtifactPaths, outcome: Outcome) -> Artifact:
     """The classifier as ONNX, checked against the run's own validation predictions."""
-    from worker.ml.export import compose_classifier_onnx, export_onnx
+    from worker.ml.export import compose_classifier_onnx, compose_ensemble_onnx, export_onnx
 
     target = paths.folder / "model.onnx"
-    if outcome.head is not None and outcome.feature_onnx is not None:
+    if outcome.ensemble is not None:
+        compose_ensemble_onnx(
+            ensemble_graphs(paths.settings, outcome),
+            outcome.ensemble,
+            [pp for _, pp, _ in outcome.ensemble_inputs or []],
+            outcome.labels,
+            target,
+            metadata=paths.metadata(outcome),
+        )
+    elif outcome.head is not None and outcome.feature_onnx is not None:
         compose_classifier_onnx(
             outcome.feature_onnx,
             outcome.head,
@@ -72,6 +83,23 @@ def export_onnx_artifact(paths: ArtifactPaths, outcome: Outcome) -> Artifact:
         )
     verify_export(target, outcome)
     return artifact_row(paths.run_id, "onnx", target, f"{paths.stem}.onnx")
+
+
+def ensemble_graphs(settings: Settings, outcome: Outcome) -> list[Path]:
+    """Each ensemble backbone's cached pooled-feature graph, exported where it is missing
+    (every embedding was cached, the graph file was not)."""
+    from worker.ml.backbones import create_backbone
+    from worker.ml.features import feature_onnx
+
+    graphs = []
+    for name, _, graph in outcome.ensemble_inputs or []:
+        if graph is None or not graph.exists():
+            model, pp, weights = create_backbone(
+                name, weights_dir=settings.weights_dir, offline=settings.hf_offline
+            )
+            graph = feature_onnx(model, name, weights, pp, settings.cache_dir)
+        graphs.append(graph)
+    return graphs
 
 
 def export_extra_artifacts(
@@ -106,7 +134,9 @@ def _torchscript(paths: ArtifactPaths, examples: list[Example], outcome: Outcome
     target = paths.folder / "model.torchscript.pt"
     export_torchscript(
         outcome.build_model(),
-        outcome.preprocess,
+        [pp for _, pp, _ in outcome.ensemble_inputs]
+        if outcome.ensemble_inputs
+        else outcome.preprocess,
         outcome.labels,
         target,
         metadata=paths.metadata(outcome),
@@ -132,6 +162,8 @@ def _bundle(paths: ArtifactPaths, examples: list[Example], outcome: Outcome) -> 
             run_id=paths.run_id,
             mode=mode,
             backbone=outcome.backbone,
+            model=outcome.metrics.model,
+            inputs=[(b, pp.input_size) for b, pp, _ in outcome.ensemble_inputs or []],
             weights_source=outcome.weights.source,
             labels=outcome.labels,
             counts=counts,
@@ -162,6 +194,11 @@ def verify_export(onnx_path: Path, outcome: Outcome) -> None:
     from backend.inference.predictor import OnnxClassifier
 
     classifier = OnnxClassifier(onnx_path)
+    if len(classifier.inputs) != len(outcome.backbones):
+        raise RuntimeError(
+            f"the exported ONNX model has {len(classifier.inputs)} inputs for "
+            f"{len(outcome.backbones)} backbones"
+        )
     n = len(outcome.val_examples)
     chosen = list(range(0, n, max(1, n // PARITY_SAMPLE)))
     answers = classifier.predict([outcome.val_examples[i].path for i in chosen])

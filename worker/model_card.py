@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from backend import __version__
-from backend.runs.schemas import AutoDecision, RunMetrics
+from backend.runs.schemas import AutoDecision, RunMetrics, TrainedModel
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,9 @@ class CardFacts:
     std: Sequence[float]
     trained_at: datetime
     decision: AutoDecision | None = None
+    model: TrainedModel | None = None  # what was trained: backbones and head, as the API says
+    # An ensemble's inputs: (backbone, input size) per backbone, in the graph's order.
+    inputs: Sequence[tuple[str, int]] = ()
 
 
 WEIGHTS_WORDS = {
@@ -106,12 +109,47 @@ def _how_it_was_made(facts: CardFacts) -> list[str]:
         "## How it was made",
         "",
         f"- Method: {_method(facts.mode, facts.decision)}",
-        f"- Backbone: `{facts.backbone}` with {weights}",
-        f"- Input: RGB, {facts.input_size} x {facts.input_size} px, "
+        *_members(facts, weights),
+        f"- Input: RGB, {_sizes(facts)}, "
         f"normalized with mean {list(facts.mean)} and std {list(facts.std)} "
         "(`predict.py` does this for you)",
         f"- Trained: {facts.trained_at:%Y-%m-%d %H:%M} UTC with autodl {__version__}",
     ]
+
+
+def _members(facts: CardFacts, weights: str) -> list[str]:
+    """The backbone(s) the model runs and the classifier on top, as trained."""
+    model = facts.model
+    backbones = list(model.backbones) if model else [facts.backbone]
+    lines = (
+        [f"- Backbone: `{backbones[0]}` with {weights}"]
+        if len(backbones) == 1
+        else [
+            f"- Backbones: an ensemble of {len(backbones)}, every one run on each picture: "
+            + ", ".join(f"`{b}`" for b in backbones)
+            + f", with {weights}"
+        ]
+    )
+    if model:
+        lines.append(f"- Classifier: {model.head}")
+    ensemble = facts.metrics.ensemble
+    if ensemble is not None and len(ensemble.members) > 1:
+        lines.append(
+            "- Members: "
+            + "; ".join(
+                f"{' + '.join(f'`{b}`' for b in m.backbones)} (weight {m.weight:.2f}, C {m.C:g})"
+                for m in ensemble.members
+            )
+        )
+    return lines
+
+
+def _sizes(facts: CardFacts) -> str:
+    if len(facts.inputs) > 1:
+        return "one input per backbone: " + ", ".join(
+            f"{size} x {size} px for `{b}`" for b, size in facts.inputs
+        )
+    return f"{facts.input_size} x {facts.input_size} px"
 
 
 def _training_data(facts: CardFacts) -> list[str]:

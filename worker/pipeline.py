@@ -176,7 +176,7 @@ def store_outcome(
     """
     reporter.stage("exporting", 0.94)
     started = time.perf_counter()
-    paths = ArtifactPaths(settings, lease.run_id, outcome.backbone)
+    paths = ArtifactPaths(settings, lease.run_id, "+".join(outcome.backbones))
     onnx_artifact = export_onnx_artifact(paths, outcome)
     metrics = outcome.metrics.model_copy(
         update={

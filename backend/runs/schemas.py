@@ -14,6 +14,7 @@ from pydantic import (
     Field,
     computed_field,
     field_validator,
+    model_validator,
 )
 
 from backend.runs.models import RunMode, RunStatus
@@ -196,9 +197,34 @@ class LinearProbeReport(Contract):
     C: float | None
 
 
-class AutoChoice(Contract):
-    backbone: str
-    mode: RunMode
+class TrainedModel(Contract):
+    """What a run's model is: the one answer the API, the run page, the runs table, the
+    model card and the file names give."""
+
+    mode: RunMode  # how it was trained: linear or finetune (an auto run says which it kept)
+    backbones: list[str]  # every backbone the model runs, in its inputs' order
+    head: str  # the classifier on top, in words
+
+    @property
+    def slug(self) -> str:
+        """The backbones as a file name part: ``tf_efficientnet_lite0`` or ``a+b+c``."""
+        return "+".join(self.backbones)
+
+
+class EnsembleMember(Contract):
+    backbones: list[str]
+    weight: float
+    C: float
+
+
+class EnsembleReport(Contract):
+    """Auto's combined probe: how its members were combined and how that was chosen."""
+
+    kind: Literal["single", "average", "concat"]
+    flip: bool
+    members: list[EnsembleMember]
+    folds: int
+    repeats: int
 
 
 class RunMetrics(Evaluation):
@@ -219,7 +245,22 @@ class RunMetrics(Evaluation):
     batch_size: int | None = None
     finetune: FinetuneReport | None = None
     linear_probe: LinearProbeReport | None = None
-    auto: AutoChoice | None = None
+    model: TrainedModel | None = None
+    ensemble: EnsembleReport | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_auto_choice(cls, data: Any) -> Any:
+        """Metrics stored before ``model`` named auto's choice ``auto: {backbone, mode}``."""
+        if isinstance(data, dict) and "auto" in data:
+            data = dict(data)
+            auto = data.pop("auto") or {}
+            if "model" not in data and "backbone" in auto:
+                head = (data.get("head") or {}).get("kind", "fine-tuned network")
+                data["model"] = {"mode": auto["mode"], "backbones": [auto["backbone"]],
+                                 "head": head}  # fmt: skip
+        return data
+
     # Formats still being made after the run succeeded, and those that could not be made.
     exports_pending: list[str] = Field(default_factory=list)
     export_errors: dict[str, str] = Field(default_factory=dict)
@@ -237,18 +278,24 @@ class EpochRecord(Contract):
 
 
 class CandidateScore(Contract):
-    """One backbone auto ranked on the training split's embeddings."""
+    """One way auto could combine the backbones, measured by repeated stratified
+    cross-validation on the training split (or a backbone it could not use, with why)."""
 
-    backbone: str
-    score: float | None  # LogME
-    cv_accuracy: float | None
+    candidate: str
+    kind: Literal["single", "average", "concat"] | None
+    backbones: list[str]
+    flip: bool
+    cv_accuracy: float | None  # a fraction of the training images
+    cv_log_loss: float | None  # nats per image
     seconds: float
+    kept: bool = False
     error: str | None = None
 
 
 class ChosenModel(Contract):
-    backbone: str
+    backbones: list[str]
     mode: RunMode
+    combiner: str
     val_accuracy: float
     linear_val_accuracy: float
     finetune_val_accuracy: float | None
@@ -268,6 +315,35 @@ class AutoDecision(Contract):
     chosen: ChosenModel
     finetune: FinetunePlan
     ranking: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_single_backbone_ranking(cls, data: Any) -> Any:
+        """Decisions stored before Auto combined backbones ranked one backbone each."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        data["candidates"] = [
+            {
+                "candidate": c["backbone"],
+                "kind": None if c.get("error") else "single",
+                "backbones": [c["backbone"]],
+                "flip": False,
+                "cv_accuracy": c.get("cv_accuracy"),
+                "cv_log_loss": None,
+                "seconds": c.get("seconds", 0.0),
+                "error": c.get("error"),
+            }
+            if isinstance(c, dict) and "score" in c
+            else c
+            for c in data.get("candidates", [])
+        ]
+        chosen = data.get("chosen")
+        if isinstance(chosen, dict) and "backbone" in chosen:
+            chosen = {k: v for k, v in chosen.items() if k != "backbone"}
+            data["chosen"] = {**chosen, "backbones": [data["chosen"]["backbone"]],
+                              "combiner": "one backbone"}  # fmt: skip
+        return data
 
 
 class RunPatch(Body):
@@ -311,6 +387,15 @@ class RunOut(BaseModel):
     finished_at: datetime | None
     duration_s: float | None
     artifacts: list[ArtifactOut]
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def backbones(self) -> list[str]:
+        """Every backbone the run's model runs once trained (``metrics.model``); before
+        that, the one asked for (``backbone``, which an auto run may not keep)."""
+        if self.metrics is not None and self.metrics.model is not None:
+            return list(self.metrics.model.backbones)
+        return [self.backbone]
 
 
 class PredictionOut(BaseModel):

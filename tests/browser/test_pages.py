@@ -193,8 +193,8 @@ def test_drop_label_train_dashboard_download_and_try(new_session, server, hymeno
         body["decision"] = {
             "reason": f"Fine-tuning beat the linear probe on {XSS} by 3 points.",
             "candidates": [
-                {"mode": "linear", "cv_accuracy": 0.82},
-                {"mode": "finetune", "cv_accuracy": 0.85},
+                {"candidate": "tf_efficientnet_lite0", "cv_accuracy": 0.82, "cv_log_loss": 0.41},
+                {"candidate": "average of 3", "cv_accuracy": 0.85, "cv_log_loss": 0.37},
             ],
         }
         route.fulfill(json=body)

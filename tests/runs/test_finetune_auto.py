@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import io
+import time
+import zipfile
 
 import pytest
 from fastapi.testclient import TestClient
@@ -59,7 +62,7 @@ def test_finetune_run_survives_out_of_memory_and_exports_a_model_with_curves(
 
 
 @pytest.mark.slow
-def test_auto_run_explains_its_choice_and_keeps_at_least_the_linear_probe(
+def test_auto_run_combines_the_backbones_explains_why_and_exports_the_whole_ensemble(
     client: TestClient, user: ApiUser, small_project: dict, redis_url: str
 ) -> None:
     run = start_run(client, user, small_project, mode="auto", backbone="tf_efficientnet_lite0")
@@ -68,18 +71,56 @@ def test_auto_run_explains_its_choice_and_keeps_at_least_the_linear_probe(
     body = client.get(f"/api/runs/{run['id']}", headers=user.headers).json()
     decision = body["decision"]
     assert decision["reason"].strip()
-    names = [c["backbone"] for c in decision["candidates"]]
-    # Every backbone with weights on this machine competed: the three bundled ones.
-    assert {"tf_efficientnet_lite0", "tf_efficientnet_lite1", "tf_efficientnet_lite2"} <= set(names)
+    bundled = {"tf_efficientnet_lite0", "tf_efficientnet_lite1", "tf_efficientnet_lite2"}
+    # Every backbone with weights on this machine competed, alone and combined, both views.
+    singles = [c for c in decision["candidates"] if c["kind"] == "single"]
+    assert {b for c in singles for b in c["backbones"]} == bundled
+    assert {c["kind"] for c in decision["candidates"]} == {"single", "average", "concat"}
+    assert {c["flip"] for c in decision["candidates"]} == {False, True}
+    kept = [c for c in decision["candidates"] if c["kept"]]
+    assert len(kept) == 1
+    assert kept[0]["cv_log_loss"] == min(c["cv_log_loss"] for c in decision["candidates"])
     for candidate in decision["candidates"]:
-        assert {"backbone", "score", "cv_accuracy", "seconds"} <= set(candidate)
-    chosen = decision["chosen"]
-    assert chosen["backbone"] == names[0]
+        assert 0.0 <= candidate["cv_accuracy"] <= 1.0 and candidate["cv_log_loss"] > 0.0
+    # One answer to "what was trained": metrics.model, the run's backbones, the decision.
+    model = body["metrics"]["model"]
+    assert model["mode"] == "linear"
+    assert body["backbones"] == model["backbones"] == decision["chosen"]["backbones"]
+    assert set(model["backbones"]) <= bundled
+    assert body["metrics"]["ensemble"]["members"]
     # 10 images per label on a CPU: not worth fine-tuning, and the reason says so.
-    assert chosen["mode"] == "linear"
+    assert decision["chosen"]["mode"] == "linear"
     assert "Fine-tuning was skipped" in decision["reason"]
-    assert body["metrics"]["accuracy"] >= chosen["linear_val_accuracy"]
     assert_predict_matches_stored(client, user, run["id"])
+
+    # The downloaded files are named after, and contain, every member backbone.
+    wait_for_exports(client, user, run["id"])
+    artifacts = {
+        a["format"]: a
+        for a in client.get(f"/api/runs/{run['id']}/artifacts", headers=user.headers).json()
+    }
+    assert set(artifacts) == {"onnx", "torchscript", "bundle"}
+    slug = "+".join(model["backbones"])
+    assert all(slug in a["filename"] for a in artifacts.values())
+    bundle = client.get(artifacts["bundle"]["url"], headers=user.headers).content
+    with zipfile.ZipFile(io.BytesIO(bundle)) as archive:
+        card = next(
+            archive.read(n).decode() for n in archive.namelist() if n.endswith("MODEL_CARD.md")
+        )
+    for backbone in model["backbones"]:
+        assert f"`{backbone}`" in card
+    assert model["head"] in card
+
+
+def wait_for_exports(client: TestClient, user: ApiUser, run_id: int) -> None:
+    """TorchScript and the bundle are made after the run succeeds; wait for them."""
+    for _ in range(1200):
+        metrics = client.get(f"/api/runs/{run_id}", headers=user.headers).json()["metrics"]
+        if not metrics["exports_pending"]:
+            assert not metrics["export_errors"], metrics["export_errors"]
+            return
+        time.sleep(0.5)
+    raise AssertionError("exports still pending after 10 minutes")
 
 
 @pytest.mark.slow

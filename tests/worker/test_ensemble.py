@@ -26,13 +26,13 @@ BACKBONES = ("tf_efficientnet_lite0", "tf_efficientnet_lite1")
 
 @pytest.fixture(scope="module")
 def subset(images: list[Image]) -> tuple[list[Image], list[Image]]:
-    """12 training and 6 validation pictures per label."""
+    """8 training and 4 validation pictures per label."""
     train: list[Image] = []
     for label in ("ants", "bees"):
-        train += [im for im in images if im.split == "train" and im.label == label][:12]
+        train += [im for im in images if im.split == "train" and im.label == label][:8]
     val: list[Image] = []
     for label in ("ants", "bees"):
-        val += [im for im in images if im.split == "val" and im.label == label][:6]
+        val += [im for im in images if im.split == "val" and im.label == label][:4]
     return train, val
 
 

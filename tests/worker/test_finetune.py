@@ -1,5 +1,5 @@
 """Fine-tuning pieces that need no training run: layer selection, the probe start, OOM
-halving, LogME and auto's decision to fine-tune."""
+halving and auto's decision to fine-tune."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from worker.ml.finetune import (
     train_transform,
 )
 from worker.ml.heads import train_head
-from worker.ml.transferability import logme_score
 from worker.modes.auto import should_finetune
 
 
@@ -86,28 +85,6 @@ def test_augmentation_levels_give_input_sized_tensors(tmp_path) -> None:  # type
         assert tuple(x.shape) == (3, 96, 96) and x.dtype == torch.float32
 
 
-def test_logme_ranks_informative_features_above_noise() -> None:
-    rng = np.random.default_rng(0)
-    y = np.repeat([0, 1, 2], 40)
-    noise = rng.normal(size=(120, 64))
-    informative = noise.copy()
-    informative[:, :3] += 3.0 * np.eye(3)[y]
-    assert logme_score(informative, y) > logme_score(noise, y)
-    # More features than images (the usual case with 1280-d embeddings) still works.
-    wide = rng.normal(size=(30, 200))
-    assert np.isfinite(logme_score(wide, y[::4][:30]))
-
-
-@pytest.mark.parametrize(
-    ("per_class", "gpu", "budget", "expected", "words"),
-    [
-        (150, True, None, True, "GPU"),
-        (20, True, None, False, "smallest label has 20"),
-        (150, False, None, False, "no GPU"),
-        (20, False, 10_000.0, True, "time budget allows"),
-        (150, True, 5.0, False, "time budget leaves 5 s"),
-    ],
-)
 def test_auto_fine_tunes_only_when_worth_it(
     per_class: int, gpu: bool, budget: float | None, expected: bool, words: str
 ) -> None:

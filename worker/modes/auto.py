@@ -1,46 +1,66 @@
-"""Auto mode: rank backbones on cached embeddings, train a linear probe on the best, and
-fine-tune it only when the data, the hardware or the time budget make that worth it; keep
-whichever model scores better on the validation split and say why in the run's decision.
+"""Auto mode: combine the backbones instead of guessing one, and fine-tune only when the
+data, the hardware or the time budget make that worth it.
 
-Ranking uses cross-validated logistic-regression accuracy on the training split (the
-measure the linear probe will be chosen by), with LogME (You et al., ICML 2021; see
-worker/ml/transferability.py) recorded beside it and breaking ties.
+Every backbone with weights on this machine is featurized (plain and mirrored, both
+cached); worker/ml/ensemble.py measures the ways of combining them (one backbone, averaged
+probabilities, concatenated embeddings; with and without flip test-time augmentation) by
+repeated stratified cross-validation on the training split and fits the best. A fine-tune
+of the strongest single backbone is tried when worth it and kept only if it beats the
+combined probe on validation (the split both are reported on; the choice is made there).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from collections import Counter
+from typing import TYPE_CHECKING
+
+import numpy as np
 
 from backend.runs.models import RunMode
 from backend.runs.schemas import (
-    AutoChoice,
     AutoDecision,
     CandidateScore,
     ChosenModel,
+    EnsembleMember,
+    EnsembleReport,
     EpochRecord,
+    FeaturizedCounts,
     FinetunePlan,
+    RunMetrics,
     RunOptions,
+    TrainedModel,
 )
-from worker.ml.errors import Cancelled, MLError
-from worker.modes.base import Example, ModeContext, Outcome, Reporter, register_mode
-from worker.modes.embeddings import embed_examples, labels_of, split_arrays
+from worker.ml.errors import Cancelled, MLError, NotEnoughData
+from worker.modes.base import (
+    Example,
+    ModeContext,
+    Outcome,
+    Reporter,
+    evaluation,
+    register_mode,
+    weights_used,
+)
+from worker.modes.embeddings import embed_examples, labels_of
 from worker.modes.finetune import train_finetune
-from worker.modes.linear import train_linear
 
-RANK_SPAN = (0.02, 0.45)
+if TYPE_CHECKING:
+    from torch import nn
+
+    from worker.ml.ensemble import Candidate, Ensemble
+    from worker.ml.features import EmbeddingResult
+
+FEATURIZE_SPAN = (0.02, 0.8)
 FINETUNE_MIN_PER_CLASS = 100
 # Seconds per training image and epoch for tf_efficientnet_lite0 at 224 px (last blocks):
 # measured on the shared 2-core CPU and quoted for a mid-range GPU (docs/benchmarks.md).
 # Other backbones scale with their input area.
 CPU_S_PER_IMAGE = 0.12
 GPU_S_PER_IMAGE = 0.004
-CV_TIE = 0.005  # CV accuracies closer than this are a tie, settled by LogME
 RANKING = (
-    "cross-validated logistic-regression balanced accuracy on the training split; "
-    "ties within 0.5 % broken by LogME (You et al., ICML 2021)"
+    "out-of-fold log loss of repeated stratified cross-validation on the training split "
+    "(every C and every way of combining the backbones chosen the same way)"
 )
 
 
@@ -80,53 +100,6 @@ def candidate_backbones(options: RunOptions, context: ModeContext) -> list[str]:
         name for name in ZOO if local_weights(name, weights_dir, zoo_hub_weights(name)) is not None
     ]
     return available or [context.backbone]
-
-
-def rank_candidates(
-    examples: list[Example], names: list[str], context: ModeContext, reporter: Reporter
-) -> list[CandidateScore]:
-    """Score each backbone on the training split's embeddings; best first."""
-    from worker.ml.heads import train_head
-    from worker.ml.transferability import logme_score
-
-    ranked: list[CandidateScore] = []
-    width = (RANK_SPAN[1] - RANK_SPAN[0]) / len(names)
-    for i, name in enumerate(names):
-        span = (RANK_SPAN[0] + i * width, RANK_SPAN[0] + (i + 1) * width)
-        started = time.perf_counter()
-        try:
-            kept, X, _ = embed_examples(examples, name, context, reporter, span)
-        except Cancelled:
-            raise
-        except MLError as exc:  # e.g. no weights for it here: the others still compete
-            ranked.append(CandidateScore(backbone=name, score=None, cv_accuracy=None,
-                                         seconds=0.0, error=str(exc)))  # fmt: skip
-            continue
-        train, X_train = split_arrays(kept, X, "train")
-        y = labels_of(train)
-        cv = train_head(X_train, y, "logreg").cv_scores.get("logreg", math.nan)
-        ranked.append(
-            CandidateScore(
-                backbone=name,
-                score=round(logme_score(X_train, y), 4),
-                cv_accuracy=None if math.isnan(cv) else round(cv, 4),
-                seconds=round(time.perf_counter() - started, 2),
-            )
-        )
-        reporter.check_cancel()
-    usable = [c for c in ranked if c.error is None]
-    if not usable:
-        raise MLError(
-            "No candidate backbone could be used: "
-            + "; ".join(f"{c.backbone}: {c.error}" for c in ranked)
-        )
-    return sorted(usable, key=_rank_key, reverse=True) + [c for c in ranked if c.error]
-
-
-def _rank_key(c: CandidateScore) -> tuple[float, float]:
-    cv = -1.0 if c.cv_accuracy is None else c.cv_accuracy
-    # Quantize so that CV differences within noise fall to LogME.
-    return (math.floor(cv / CV_TIE), c.score if c.score is not None else -math.inf)
 
 
 def estimate_finetune_s(backbone: str, n_train: int, n_val: int, epochs: int, gpu: bool) -> float:
@@ -195,20 +168,146 @@ def plan_finetune(
     return FinetunePlanned(tune, reason, estimate, gpu)
 
 
+@dataclasses.dataclass
+class Embedded:
+    """Each usable backbone's embeddings of the run's images, plain and mirrored."""
+
+    examples: list[Example]  # the images every backbone could read
+    plain: dict[str, np.ndarray]
+    flipped: dict[str, np.ndarray]
+    results: dict[str, EmbeddingResult]
+    errors: dict[str, str]
+    seconds: dict[str, float]
+
+    def rows(
+        self, split: str
+    ) -> tuple[list[Example], dict[str, np.ndarray], dict[str, np.ndarray]]:
+        idx = [i for i, e in enumerate(self.examples) if e.split == split]
+        return (
+            [self.examples[i] for i in idx],
+            {b: X[idx] for b, X in self.plain.items()},
+            {b: X[idx] for b, X in self.flipped.items()},
+        )
+
+
+def embed_candidates(
+    examples: list[Example], names: list[str], context: ModeContext, reporter: Reporter
+) -> Embedded:
+    """Featurize (cache first) with every candidate backbone, both views; a backbone that
+    cannot be used here (no weights) is recorded with why, and the others go on."""
+    width = (FEATURIZE_SPAN[1] - FEATURIZE_SPAN[0]) / (2 * len(names))
+    kept: dict[str, tuple[list[Example], np.ndarray, np.ndarray, EmbeddingResult]] = {}
+    errors: dict[str, str] = {}
+    seconds: dict[str, float] = {}
+    for i, name in enumerate(names):
+        started = time.perf_counter()
+        lo = FEATURIZE_SPAN[0] + 2 * i * width
+        try:
+            ex, X, result = embed_examples(examples, name, context, reporter, (lo, lo + width))
+            ex_f, X_f, _ = embed_examples(
+                examples, name, context, reporter, (lo + width, lo + 2 * width), hflip=True
+            )
+        except Cancelled:
+            raise
+        except MLError as exc:  # e.g. no weights for it here: the others still compete
+            errors[name] = str(exc)
+            continue
+        if [e.sha256 for e in ex_f] != [e.sha256 for e in ex]:
+            ex_f_index = {e.sha256: row for row, e in enumerate(ex_f)}
+            X_f = np.stack([X_f[ex_f_index[e.sha256]] for e in ex])
+        kept[name] = (ex, X, X_f, result)
+        seconds[name] = round(time.perf_counter() - started, 2)
+        reporter.check_cancel()
+    if not kept:
+        raise MLError(
+            "No candidate backbone could be used: "
+            + "; ".join(f"{name}: {why}" for name, why in errors.items())
+        )
+    readable = set.intersection(*({e.sha256 for e in ex} for ex, _, _, _ in kept.values()))
+    common = [e for e in examples if e.sha256 in readable]
+    plain, flipped = {}, {}
+    for name, (ex, X, X_f, _) in kept.items():
+        row = {e.sha256: r for r, e in enumerate(ex)}
+        idx = [row[e.sha256] for e in common]
+        plain[name], flipped[name] = X[idx], X_f[idx]
+    results = {name: v[3] for name, v in kept.items()}
+    return Embedded(common, plain, flipped, results, errors, seconds)
+
+
 @register_mode(RunMode.AUTO)
 def train_auto(
     examples: list[Example], options: RunOptions, reporter: Reporter, context: ModeContext
 ) -> Outcome:
-    started = time.perf_counter()
-    ranked = rank_candidates(examples, candidate_backbones(options, context), context, reporter)
-    rank_s = time.perf_counter() - started
-    best = dataclasses.replace(context, backbone=ranked[0].backbone)
-    plan = plan_finetune(examples, best.backbone, options, rank_s)
+    from worker.ml.ensemble import fit_ensemble
 
-    linear_end = 0.6 if plan.tune else 0.93
-    linear = train_linear(
-        examples, options, ScaledReporter(reporter, RANK_SPAN[1], linear_end), best
+    started = time.perf_counter()
+    names = candidate_backbones(options, context)
+    data = embed_candidates(examples, names, context, reporter)
+    featurize_s = time.perf_counter() - started
+    train, plain_tr, flip_tr = data.rows("train")
+    val, plain_va, flip_va = data.rows("val")
+    test, plain_te, flip_te = data.rows("test")
+    missing = sorted(set(labels_of(val)) - set(labels_of(train)))
+    if missing:
+        raise NotEnoughData(
+            "These labels have validation images but no training images: "
+            + ", ".join(repr(m) for m in missing)
+            + ". Move some of their images to the train split."
+        )
+
+    reporter.stage("training", FEATURIZE_SPAN[1])
+    fit_started = time.perf_counter()
+    try:
+        ensemble = fit_ensemble(plain_tr, labels_of(train), flip_tr, seed=options.seed)
+    except ValueError as exc:
+        raise NotEnoughData(f"Auto cannot cross-validate these images: {exc}.") from exc
+    fit_s = time.perf_counter() - fit_started
+    reporter.check_cancel()
+    labels = ensemble.classes
+    reporter.stage("evaluating", 0.88)
+    val_proba = ensemble.predict_proba(plain_va, flip_va)
+    scores = evaluation(labels, val, val_proba)
+    used = ensemble.backbones
+    model = TrainedModel(mode=RunMode.LINEAR, backbones=used, head=combiner_words(ensemble))
+    weights = weights_used(data.results[used[0]].weights)
+    featurized = FeaturizedCounts(
+        computed=sum(r.n_computed for r in data.results.values()),
+        cached=sum(r.n_cached for r in data.results.values()),
+        skipped_unreadable=len(examples) - len(data.examples),
     )
+    metrics = RunMetrics(
+        **dict(scores),
+        n_train=len(train),
+        n_val=len(val),
+        n_test=len(test),
+        test=evaluation(labels, test, ensemble.predict_proba(plain_te, flip_te)) if test else None,
+        featurized=featurized,
+        timings={
+            "featurize_s": round(featurize_s, 3),
+            "combine_s": round(fit_s, 3),
+            **{f"featurize_{b}_s": s for b, s in data.seconds.items()},
+        },
+        weights=weights,
+        model=model,
+        ensemble=ensemble_report(ensemble),
+    )
+    linear = Outcome(
+        labels=labels,
+        val_examples=val,
+        val_proba=val_proba,
+        metrics=metrics,
+        build_model=lambda: build_ensemble_model(ensemble, data, options, context),
+        preprocess=data.results[used[0]].preprocess,
+        backbone=used[0],
+        weights=weights,
+        ensemble=ensemble,
+        ensemble_inputs=[
+            (b, data.results[b].preprocess, data.results[b].feature_graph) for b in used
+        ],
+    )
+
+    strongest = strongest_single(ensemble)
+    plan = plan_finetune(examples, strongest, options, time.perf_counter() - started)
     chosen, tuned = linear, None
     if plan.tune:
         budget = options.time_budget_s
@@ -216,58 +315,156 @@ def train_auto(
         tuned = train_finetune(
             examples,
             options.model_copy(update={"time_budget_s": left}),
-            ScaledReporter(reporter, linear_end, 0.94),
-            best,
+            ScaledReporter(reporter, 0.9, 0.97),
+            dataclasses.replace(context, backbone=strongest),
         )
         if tuned.metrics.accuracy > linear.metrics.accuracy:
-            chosen = tuned
-    decision = decide(ranked, plan, linear, tuned, chosen)
-    timings = {**chosen.metrics.timings, "rank_s": round(rank_s, 3)}
-    auto = AutoChoice(backbone=best.backbone, mode=decision.chosen.mode)
+            tuned_model = TrainedModel(
+                mode=RunMode.FINETUNE, backbones=[strongest], head="fine-tuned network"
+            )
+            chosen = dataclasses.replace(
+                tuned, metrics=tuned.metrics.model_copy(update={"model": tuned_model})
+            )
+    decision = decide(ensemble, data, plan, linear, tuned, chosen, strongest)
+    timings = {**chosen.metrics.timings, "auto_s": round(time.perf_counter() - started, 3)}
     return dataclasses.replace(
         chosen,
         # The curves of a fine-tune that was tried stay visible, kept or not.
         history=tuned.history if tuned is not None else chosen.history,
         decision=decision,
-        metrics=chosen.metrics.model_copy(update={"timings": timings, "auto": auto}),
+        metrics=chosen.metrics.model_copy(update={"timings": timings}),
     )
 
 
+def combiner_words(ensemble: Ensemble) -> str:
+    """The ensemble's classifier in a person's words."""
+    flip = ", flip-averaged" if ensemble.flip else ""
+    n = len(ensemble.backbones)
+    return {
+        "single": f"logistic regression{flip}",
+        "average": f"{n} logistic regressions, probabilities averaged{flip}",
+        "concat": f"logistic regression on {n} concatenated embeddings{flip}",
+    }[ensemble.kind]
+
+
+def ensemble_report(ensemble: Ensemble) -> EnsembleReport:
+    return EnsembleReport(
+        kind=ensemble.kind,
+        flip=ensemble.flip,
+        members=[
+            EnsembleMember(
+                backbones=list(m.backbones), weight=round(m.weight, 4), C=m.head.params["C"]
+            )
+            for m in ensemble.members
+        ],
+        folds=ensemble.folds,
+        repeats=ensemble.repeats,
+    )
+
+
+def strongest_single(ensemble: Ensemble) -> str:
+    """The backbone whose own probe cross-validated best (the one a fine-tune would start
+    from)."""
+    singles = [c for c in ensemble.candidates if c.kind == "single"]
+    return min(singles, key=lambda c: c.cv_log_loss).backbones[0]
+
+
+def build_ensemble_model(
+    ensemble: Ensemble, data: Embedded, options: RunOptions, context: ModeContext
+) -> nn.Module:
+    """The image(s) -> probabilities network of the ensemble (for TorchScript)."""
+    from worker.ml.backbones import create_backbone
+    from worker.ml.export import build_ensemble_classifier
+
+    nets = [
+        create_backbone(
+            b,
+            pretrained=options.pretrained,
+            weights_dir=context.settings.weights_dir,
+            offline=context.settings.hf_offline,
+        )[0]
+        for b in ensemble.backbones
+    ]
+    return build_ensemble_classifier(nets, ensemble)
+
+
+def candidate_rows(ensemble: Ensemble, data: Embedded) -> list[CandidateScore]:
+    """The decision table: every candidate measured, best first, then unusable backbones."""
+
+    def row(c: Candidate) -> CandidateScore:
+        return CandidateScore(
+            candidate=c.name,
+            kind=c.kind,
+            backbones=list(c.backbones),
+            flip=c.flip,
+            cv_accuracy=round(c.cv_accuracy, 4),
+            cv_log_loss=round(c.cv_log_loss, 4),
+            seconds=round(c.seconds, 2),
+            kept=c is ensemble.chosen,
+        )
+
+    rows = [row(c) for c in sorted(ensemble.candidates, key=lambda c: c.cv_log_loss)]
+    for name, why in data.errors.items():
+        rows.append(
+            CandidateScore(
+                candidate=name,
+                kind=None,
+                backbones=[name],
+                flip=False,
+                cv_accuracy=None,
+                cv_log_loss=None,
+                seconds=0.0,
+                error=why,
+            )
+        )
+    return rows
+
+
 def decide(
-    ranked: list[CandidateScore],
+    ensemble: Ensemble,
+    data: Embedded,
     plan: FinetunePlanned,
     linear: Outcome,
     tuned: Outcome | None,
     chosen: Outcome,
+    strongest: str,
 ) -> AutoDecision:
-    """The run's decision: what was ranked, what was tried, what was kept and why."""
-    best = ranked[0]
-    mode = RunMode.FINETUNE if chosen is tuned else RunMode.LINEAR
+    """The run's decision: what was measured, what was tried, what was kept and why."""
+    from worker.ml.ensemble import describe
+
+    mode = RunMode.FINETUNE if chosen is not linear else RunMode.LINEAR
     linear_acc = linear.metrics.accuracy
     tuned_acc = None if tuned is None else tuned.metrics.accuracy
     comparison = ""
     if tuned_acc is not None and mode == RunMode.FINETUNE:
         comparison = (
-            f" The fine-tuned model was kept: {_pct(tuned_acc)} on validation against "
-            f"{_pct(linear_acc)} for the linear probe."
+            f" The fine-tuned {strongest} was kept: {_pct(tuned_acc)} on validation against "
+            f"{_pct(linear_acc)} for the combined probe (both measured on the validation "
+            "split, which made the choice)."
         )
     elif tuned_acc is not None:
         comparison = (
-            f" The linear probe was kept: fine-tuning reached {_pct(tuned_acc)} on "
-            f"validation, not more than its {_pct(linear_acc)}."
+            f" The combined probe was kept: fine-tuning {strongest} reached {_pct(tuned_acc)} "
+            f"on validation, not more than its {_pct(linear_acc)}."
         )
-    cv = "" if best.cv_accuracy is None else f" ({_pct(best.cv_accuracy)})"
+    singles = [c for c in ensemble.candidates if c.kind == "single" and c.flip == ensemble.flip]
+    best_single = min(singles, key=lambda c: c.cv_log_loss) if singles else ensemble.chosen
+    n_usable = len(data.plain)
     reason = (
-        f"{best.backbone} ranked first of {len([c for c in ranked if c.error is None])} "
-        f"backbones by cross-validated linear-probe accuracy{cv}; its linear probe reached "
-        f"{_pct(linear_acc)} on validation. {plan.reason}{comparison}"
+        f"{len(ensemble.candidates)} ways of using {n_usable} backbone"
+        f"{'s' if n_usable != 1 else ''} were cross-validated on the training split "
+        f"({ensemble.repeats} x {ensemble.folds}-fold); kept {describe(ensemble.chosen)} "
+        f"(best single backbone: {describe(best_single)}). It reached {_pct(linear_acc)} on "
+        f"validation. {plan.reason}{comparison}"
     )
+    backbones = [strongest] if mode == RunMode.FINETUNE else ensemble.backbones
     return AutoDecision(
         reason=reason,
-        candidates=ranked,
+        candidates=candidate_rows(ensemble, data),
         chosen=ChosenModel(
-            backbone=best.backbone,
+            backbones=backbones,
             mode=mode,
+            combiner="fine-tuned network" if mode == RunMode.FINETUNE else ensemble.chosen.name,
             val_accuracy=chosen.metrics.accuracy,
             linear_val_accuracy=linear_acc,
             finetune_val_accuracy=tuned_acc,

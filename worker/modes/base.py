@@ -31,6 +31,7 @@ from worker.ml.evaluate import compute_metrics
 if TYPE_CHECKING:
     from torch import nn
 
+    from worker.ml.ensemble import Ensemble
     from worker.ml.heads import TrainedHead
     from worker.ml.weights import WeightsInfo
 
@@ -96,6 +97,15 @@ class Outcome:
     # export (see export.compose_classifier_onnx).
     head: TrainedHead | None = None
     feature_onnx: Path | None = None
+    # Auto's combined probe: the ensemble and, per backbone it runs (in its order), the
+    # preprocessing and the cached feature graph (if one exists) that export composes.
+    ensemble: Ensemble | None = None
+    ensemble_inputs: list[tuple[str, Preprocess, Path | None]] | None = None
+
+    @property
+    def backbones(self) -> list[str]:
+        """Every backbone the model runs (``metrics.model`` where the mode filled it)."""
+        return list(self.metrics.model.backbones) if self.metrics.model else [self.backbone]
 
 
 def evaluation(labels: list[str], examples: list[Example], proba: np.ndarray) -> Evaluation:

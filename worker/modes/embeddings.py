@@ -24,8 +24,11 @@ def embed_examples(
     context: ModeContext,
     reporter: Reporter,
     span: tuple[float, float] = FEATURIZE_SPAN,
+    *,
+    hflip: bool = False,
 ) -> tuple[list[Example], np.ndarray, EmbeddingResult]:
-    """Embeddings of ``examples`` (cached ones are reused); unreadable images are dropped."""
+    """Embeddings of ``examples`` (cached ones are reused); unreadable images are dropped.
+    With ``hflip``, those of the mirrored images (cached apart)."""
     from worker.ml.features import embed_images
 
     settings = context.settings
@@ -39,6 +42,7 @@ def embed_examples(
         pretrained=context.pretrained,
         progress=lambda done, total: reporter.items(done, total, *span),
         should_stop=reporter.should_stop,
+        hflip=hflip,
     )
     reporter.items(len(examples), len(examples), *span, force=True)
     failed = set(result.failed)

@@ -14,6 +14,7 @@ from backend.runs.schemas import (
     LinearProbeReport,
     RunMetrics,
     RunOptions,
+    TrainedModel,
     WeightsUsed,
 )
 from worker.modes.base import (
@@ -83,7 +84,7 @@ def train_finetune(
         labels=probe.labels,
         val_examples=data.val,
         val_proba=result.val_proba,
-        metrics=_metrics(data, probe, config, result, weights),
+        metrics=_metrics(data, probe, config, result, weights, context.backbone),
         build_model=lambda: result.model,
         preprocess=result.preprocess,
         backbone=context.backbone,
@@ -135,6 +136,7 @@ def _metrics(
     config: FinetuneConfig,
     result: FinetuneResult,
     weights: WeightsUsed,
+    backbone: str,
 ) -> RunMetrics:
     """The fine-tuned model's scores on validation (and test, when there is one)."""
     labels = probe.labels
@@ -160,6 +162,9 @@ def _metrics(
             "finetune_s": round(result.seconds, 3),
         },
         weights=weights,
+        model=TrainedModel(
+            mode=RunMode.FINETUNE, backbones=[backbone], head="fine-tuned network"
+        ),
     )
 
 

@@ -6,7 +6,7 @@ import time
 from typing import TYPE_CHECKING
 
 from backend.runs.models import RunMode
-from backend.runs.schemas import HeadReport, RunMetrics, RunOptions
+from backend.runs.schemas import HeadReport, RunMetrics, RunOptions, TrainedModel
 from worker.modes.base import Example, ModeContext, Outcome, Reporter, evaluation, register_mode
 from worker.modes.embeddings import embed_splits, labels_of
 
@@ -43,6 +43,7 @@ def train_linear(
         featurized=data.featurized,
         timings={"featurize_s": round(data.featurize_s, 3), "train_head_s": round(train_s, 3)},
         weights=data.weights,
+        model=TrainedModel(mode=RunMode.LINEAR, backbones=[context.backbone], head=head.kind),
     )
 
     def build_model() -> nn.Module:

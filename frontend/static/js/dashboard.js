@@ -53,17 +53,23 @@ function headline(run) {
     warnings.map((text) => h("p", { class: "notice notice-warn" }, icon("alert"), h("span", {}, text))));
 }
 
+// Each score in its own column and unit: accuracies as percentages, log loss in nats.
+const DECISION_COLUMNS = {
+  candidate: ["Candidate", (v) => v],
+  cv_accuracy: ["CV accuracy (%)", (v) => percent(v)],
+  cv_log_loss: ["CV log loss (nats)", (v) => v.toFixed(3)],
+  seconds: ["Time (s)", (v) => v.toFixed(1)],
+  kept: ["Kept", (v) => (v ? "kept" : "")],
+  error: ["Not usable", (v) => v],
+};
+
 function decisionCard(decision) {
   const candidates = Array.isArray(decision.candidates) ? decision.candidates : [];
-  const columns = [...new Set(candidates.flatMap((c) => (c && typeof c === "object" ? Object.keys(c) : [])))];
-  const cell = (value) => {
-    if (typeof value === "number") return value > 0 && value <= 1 && !Number.isInteger(value) ? percent(value) : value.toLocaleString();
-    if (value && typeof value === "object") return JSON.stringify(value);
-    return value ?? "—";
-  };
-  const table = candidates.length ? h("div", { class: "table-wrap" }, h("table", { class: "table table-compact" },
-    h("thead", {}, h("tr", {}, columns.map((c) => h("th", { scope: "col" }, c.replaceAll("_", " "))))),
-    h("tbody", {}, candidates.map((c) => h("tr", {}, columns.map((col) => h("td", {}, cell(c[col])))))))) : null;
+  const columns = Object.keys(DECISION_COLUMNS).filter((col) => candidates.some((c) => c && c[col] !== undefined && c[col] !== null && c[col] !== false));
+  const cell = (col, value) => (value === undefined || value === null ? "—" : DECISION_COLUMNS[col][1](value));
+  const table = candidates.length ? h("div", { class: "table-wrap" }, h("table", { class: "table table-compact", id: "decision-table" },
+    h("thead", {}, h("tr", {}, columns.map((c) => h("th", { scope: "col", class: c === "candidate" || c === "error" ? null : "num" }, DECISION_COLUMNS[c][0])))),
+    h("tbody", {}, candidates.map((c) => h("tr", { class: c.kept ? "is-current" : null }, columns.map((col) => h("td", { class: col === "candidate" || col === "error" ? null : "num" }, cell(col, c[col])))))))) : null;
   return card("Why auto chose this", h("div", { class: "stack" }, h("p", { class: "decision" }, decision.reason || ""), table));
 }
 

@@ -25,9 +25,12 @@ function renderStatus(run) {
   const badge = document.getElementById("run-status");
   badge.dataset.status = run.status;
   replace(badge, STATUS_NAMES[run.status] || run.status);
-  const head = run.options?.head && run.mode !== "finetune" ? ` · head ${run.options.head}` : "";
+  // What was trained once it is known (metrics.model), else what was asked for.
+  const trained = run.metrics?.model;
+  const asked = run.options?.head && run.mode !== "finetune" ? ` · head ${run.options.head}` : "";
+  const head = trained ? ` · ${trained.head}` : asked;
   replace(document.getElementById("run-subtitle"),
-    `${MODE_NAMES[run.mode] || run.mode} · ${run.backbone}${head}`,
+    `${MODE_NAMES[run.mode] || run.mode} · ${(run.backbones || [run.backbone]).join(" + ")}${head}`,
     run.duration_s && !ACTIVE_STATUSES.has(run.status) ? ` · ${duration(run.duration_s)}` : "");
   cancelButton.hidden = !ACTIVE_STATUSES.has(run.status);
   cancelButton.disabled = Boolean(run.cancel_requested);

@@ -21,7 +21,7 @@ export function runRow(run, { current = false, best = false } = {}) {
   return h("tr", { class: current ? "is-current" : null, dataset: { runId: run.id } },
     h("td", {}, h("a", { href: `/runs/${run.id}` }, `#${run.id}`), current ? h("span", { class: "muted small" }, " (this run)") : null),
     h("td", {}, MODE_NAMES[run.mode] || run.mode),
-    h("td", { class: "mono" }, run.backbone),
+    h("td", { class: "mono" }, (run.backbones || [run.backbone]).join(" + ")),
     h("td", {}, statusBadge(run)),
     h("td", { class: "num" }, accuracy === undefined || accuracy === null ? "—" : percent(accuracy),
       best ? h("span", { class: "best-tag", title: "Best accuracy in this project" }, "best") : null),
