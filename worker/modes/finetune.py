@@ -162,9 +162,7 @@ def _metrics(
             "finetune_s": round(result.seconds, 3),
         },
         weights=weights,
-        model=TrainedModel(
-            mode=RunMode.FINETUNE, backbones=[backbone], head="fine-tuned network"
-        ),
+        model=TrainedModel(mode=RunMode.FINETUNE, backbones=[backbone], head="fine-tuned network"),
     )
 
 
