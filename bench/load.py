@@ -224,7 +224,7 @@ def print_server_errors(log: Path) -> int:
     logged = sum(1 for line in lines if ERROR_RECORD.match(line))
     causes = collections.Counter(line[:240] for line in lines if EXCEPTION_LINE.match(line))
     print(f"server errors in its log: {logged}")
-    for cause, count in causes.most_common(20):
+    for cause, count in causes.most_common(20 if logged else 0):
         print(f"  x{count}: {cause}")
     return logged
 
