@@ -3,7 +3,7 @@
 from backend.auth.models import AccountLink, ApiToken, User
 from backend.explanations.models import Explanation
 from backend.health.models import HealthReport, ImageEdit
-from backend.images.models import Image
+from backend.images.models import Image, UploadBatch
 from backend.projects.models import Label, Project
 from backend.runs.models import Artifact, Prediction, Run
 
@@ -19,5 +19,6 @@ __all__ = [
     "Prediction",
     "Project",
     "Run",
+    "UploadBatch",
     "User",
 ]

@@ -145,6 +145,8 @@ def _torchscript(paths: ArtifactPaths, examples: list[Example], outcome: Outcome
 
 
 def _bundle(paths: ArtifactPaths, examples: list[Example], outcome: Outcome) -> Artifact:
+    from backend.inference.predictor import OnnxClassifier
+    from backend.runs.usage import ModelFacts, bundle_readme
     from worker.ml.bundle import build_bundle
     from worker.model_card import CardFacts, render_model_card
 
@@ -176,12 +178,27 @@ def _bundle(paths: ArtifactPaths, examples: list[Example], outcome: Outcome) -> 
         )
     )
     (paths.folder / "MODEL_CARD.md").write_text(card)
+    classifier = OnnxClassifier(paths.folder / "model.onnx")
+    facts = ModelFacts(
+        labels=list(outcome.labels),
+        preprocess=outcome.preprocess,
+        input_name=classifier.input_name,
+        onnx_filename="model.onnx",
+    )
+    readme = bundle_readme(
+        facts,
+        project=project_name,
+        run_id=paths.run_id,
+        backbone=outcome.backbone,
+        own_code=len(classifier.inputs) == 1,
+    )
     target = build_bundle(
         paths.folder / "model.onnx",
         paths.folder / "bundle.zip",
         labels=outcome.labels,
         preprocess=outcome.preprocess,
         model_card=card,
+        readme=readme,
         check_image=outcome.val_examples[0].path,
         expected=outcome.val_proba[0],
         root=paths.stem,

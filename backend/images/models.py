@@ -1,9 +1,12 @@
 from __future__ import annotations
 
-from sqlalchemy import ForeignKey, Index, Integer, String, UniqueConstraint
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from backend.db import Base, TimestampMixin
+from backend.db import Base, TimestampMixin, UTCDateTime, utcnow
 from backend.projects.models import Label
 
 SPLITS = ("train", "val", "test")
@@ -39,3 +42,23 @@ class Image(TimestampMixin, Base):
     size_bytes: Mapped[int] = mapped_column(Integer)
 
     label: Mapped[Label | None] = relationship(lazy="joined")
+
+
+class UploadBatch(Base):
+    """One upload request's outcome; the requests of one drop share ``upload_key`` and are
+    shown together as one upload of the project's history."""
+
+    __tablename__ = "upload_batch"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(
+        ForeignKey("project.id", ondelete="CASCADE"), index=True
+    )
+    upload_key: Mapped[str] = mapped_column(String(64))
+    accepted: Mapped[int] = mapped_column(Integer)
+    duplicates: Mapped[int] = mapped_column(Integer)
+    rejected: Mapped[int] = mapped_column(Integer)
+    # {label or "": {split or "unassigned": {"accepted": n, "duplicates": m}}}
+    counts: Mapped[dict[str, Any]] = mapped_column(JSON)
+    rejected_files: Mapped[list[dict[str, str]]] = mapped_column(JSON)  # first few, with reasons
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -7,20 +7,24 @@ from fastapi.responses import FileResponse
 
 from backend.deps import SessionDep, SettingsDep
 from backend.health.service import request_check_if_examinable
-from backend.images import service
+from backend.images import service, uploads
 from backend.images.decode import CONTENT_TYPES
 from backend.images.deps import ImageDep
 from backend.images.ingest import UploadSource, ingest_files
 from backend.images.schemas import (
     DeletedOut,
+    ImageFilter,
     ImageIds,
     ImageOut,
     ImagePage,
     ImagePatch,
     ImageQuery,
     IngestOut,
+    MatchingIds,
     UpdatedOut,
+    UploadOut,
 )
+from backend.images.uploads import UPLOAD_KEY_PATTERN, upload_key
 from backend.projects.deps import ProjectDep
 from backend.projects.schemas import LABEL_MAX_CHARS
 from backend.schemas import NAME_PATTERN, OWNED, WRITE, errors, files_of
@@ -61,12 +65,28 @@ def upload_images(
     split: Annotated[
         str, Form(description="train, val or test", json_schema_extra={"pattern": SPLIT_PATTERN})
     ] = "",
+    upload: Annotated[
+        str,
+        Form(
+            max_length=64,
+            description="the page's key of one drop: its requests form one upload in the history",
+            json_schema_extra={"pattern": UPLOAD_KEY_PATTERN},
+        ),
+    ] = "",
 ) -> IngestOut:
     sources = [UploadSource(upload.filename or "upload", upload.file) for upload in files]
     report = ingest_files(session, settings, project, sources, label=label, split=split)
+    uploads.record_batch(session, project, upload_key(upload), report)
     if report.accepted:
         request_check_if_examinable(session, project.id)
     return IngestOut.model_validate(report)
+
+
+@router.get("/api/projects/{pid}/uploads", response_model=list[UploadOut], responses=errors(*OWNED))
+def upload_history(project: ProjectDep, session: SessionDep) -> list[UploadOut]:
+    """The project's latest uploads, newest first: what became of their files, by label
+    and split."""
+    return uploads.history(session, project)
 
 
 @router.get("/api/projects/{pid}/images", response_model=ImagePage, responses=errors(*OWNED))
@@ -74,6 +94,15 @@ def list_images(
     project: ProjectDep, session: SessionDep, query: Annotated[ImageQuery, Query()]
 ) -> ImagePage:
     return service.list_images(session, project, query)
+
+
+@router.get("/api/projects/{pid}/images/ids", response_model=MatchingIds, responses=errors(*OWNED))
+def matching_image_ids(
+    project: ProjectDep, session: SessionDep, query: Annotated[ImageFilter, Query()]
+) -> MatchingIds:
+    """Every image matching the filters (not one page): "select all N" sends these ids to the
+    bulk relabel, move or delete."""
+    return service.matching_ids(session, project, query)
 
 
 @router.patch(

@@ -65,19 +65,27 @@ class ImagePage(BaseModel):
     total: int
 
 
-class ImageQuery(BaseModel):
+class ImageFilter(BaseModel):
     """Filters of the image list; ``split=unassigned`` finds images without a split. The
     filters combine (``label`` with ``unlabeled=true`` finds nothing)."""
 
     label: str | None = None
     split: Literal["train", "val", "test", "unassigned", ""] | None = None
     unlabeled: bool = False
+
+
+class ImageQuery(ImageFilter):
+    """One page of the filtered images."""
+
     limit: int = Field(default=100, ge=1, le=500)
     offset: int = Field(default=0, ge=0, le=MAX_ROW_ID)
 
 
+MAX_BULK_IDS = 10_000  # images one bulk relabel, move or delete takes
+
+
 class ImageIds(Body):
-    ids: list[RowId] = Field(min_length=1, max_length=10_000)
+    ids: list[RowId] = Field(min_length=1, max_length=MAX_BULK_IDS)
 
 
 class ImagePatch(ImageIds):
@@ -92,9 +100,36 @@ class ImagePatch(ImageIds):
         return label_name(value) if value is not None else None
 
 
+class MatchingIds(BaseModel):
+    """The images matching a filter, as many as a bulk change takes at once."""
+
+    ids: list[int]
+    total: int
+
+
 class UpdatedOut(BaseModel):
     updated: int
 
 
 class DeletedOut(BaseModel):
     deleted: int
+
+
+class SplitOutcome(BaseModel):
+    accepted: int = 0
+    duplicates: int = 0
+
+
+class UploadOut(BaseModel):
+    """One upload of the project's history (the requests of one drop, added up)."""
+
+    key: str
+    started_at: datetime
+    finished_at: datetime
+    requests: int
+    accepted: int
+    duplicates: int
+    rejected: int
+    # label ("" for none) -> split ("unassigned" for none) -> counts
+    counts: dict[str, dict[str, SplitOutcome]]
+    rejected_files: list[RejectedOut]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
@@ -16,7 +17,15 @@ from backend.errors import NotFound
 from backend.health.models import kept_for_undo
 from backend.images.ingest import ensure_label
 from backend.images.models import Image
-from backend.images.schemas import ImageOut, ImagePage, ImagePatch, ImageQuery
+from backend.images.schemas import (
+    MAX_BULK_IDS,
+    ImageFilter,
+    ImageOut,
+    ImagePage,
+    ImagePatch,
+    ImageQuery,
+    MatchingIds,
+)
 from backend.projects.models import Label, Project, label_key
 from backend.storage import ImageStore
 
@@ -42,10 +51,10 @@ def get_image(session: Session, user: User, image_id: int) -> Image:
     return image
 
 
-def list_images(session: Session, project: Project, query: ImageQuery) -> ImagePage:
-    """One page in id order and the total; every filter is a column of the image row (a
-    label name is looked up once), so the page and its count are index ranges."""
-    where = [Image.project_id == project.id]
+def _where(session: Session, project: Project, query: ImageFilter) -> list[Any] | None:
+    """The filters as conditions on the image row (a label name is looked up once, so the
+    page and its count are index ranges); None when they can match nothing."""
+    where: list[Any] = [Image.project_id == project.id]
     if query.label:
         label_id = session.scalar(
             select(Label.id).where(
@@ -53,7 +62,7 @@ def list_images(session: Session, project: Project, query: ImageQuery) -> ImageP
             )
         )
         if label_id is None:
-            return ImagePage(items=[], total=0)
+            return None
         where.append(Image.label_id == label_id)
     if query.unlabeled:
         where.append(Image.label_id.is_(None))
@@ -61,6 +70,24 @@ def list_images(session: Session, project: Project, query: ImageQuery) -> ImageP
         where.append(Image.split.is_(None))
     elif query.split:
         where.append(Image.split == query.split)
+    return where
+
+
+def matching_ids(session: Session, project: Project, query: ImageFilter) -> MatchingIds:
+    """Ids of every image the filters match, up to what one bulk request takes."""
+    where = _where(session, project, query)
+    if where is None:
+        return MatchingIds(ids=[], total=0)
+    total = session.scalar(select(func.count(Image.id)).where(*where)) or 0
+    ids = session.scalars(select(Image.id).where(*where).order_by(Image.id).limit(MAX_BULK_IDS))
+    return MatchingIds(ids=list(ids), total=total)
+
+
+def list_images(session: Session, project: Project, query: ImageQuery) -> ImagePage:
+    """One page in id order and the total."""
+    where = _where(session, project, query)
+    if where is None:
+        return ImagePage(items=[], total=0)
     total = session.scalar(select(func.count(Image.id)).where(*where)) or 0
     images = session.scalars(
         select(Image).where(*where).order_by(Image.id).limit(query.limit).offset(query.offset)

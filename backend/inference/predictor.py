@@ -48,6 +48,11 @@ class OnnxClassifier:
         if sorted(n for n, _ in self.inputs) != sorted(names):
             raise ValueError(f"{path}: its inputs {names} do not match its metadata")
 
+    @property
+    def input_name(self) -> str:
+        """The first (for a single-backbone model, the only) input's name."""
+        return self.inputs[0][0]
+
     def predict_arrays(self, batch: np.ndarray, *more: np.ndarray) -> np.ndarray:
         """Probabilities (N, C) for preprocessed images (N, 3, H, W), one batch per input."""
         feeds = dict(zip((n for n, _ in self.inputs), (batch, *more), strict=True))

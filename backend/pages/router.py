@@ -151,9 +151,12 @@ def safe_next(next_url: str | None) -> str:
     return "/projects"
 
 
-@router.get("/")
-def home(user: OptionalUser) -> RedirectResponse:
-    return RedirectResponse("/projects" if user else "/login", 303)
+@router.get("/", response_class=HTMLResponse)
+def home(request: Request, user: OptionalUser, session: SessionDep) -> Response:
+    """What autodl does, in three steps, and the way in; a new server asks for its admin."""
+    if user is not None:
+        return RedirectResponse("/projects", 303)
+    return render(request, "landing.html", {"signup_mode": signup_mode(session)})
 
 
 @router.get("/login", response_class=HTMLResponse)
@@ -208,6 +211,15 @@ def project_page(
 ) -> HTMLResponse:
     project = service.owned_project(session, user, pid)
     return render(request, "project.html", {"project": project})
+
+
+@router.get("/projects/{pid}/compare", response_class=HTMLResponse)
+def compare_page(
+    request: Request, pid: PathId, user: PageUser, session: SessionDep
+) -> HTMLResponse:
+    """Two to four runs side by side; the page reads ``?runs=1,2,3`` and fetches them from /api."""
+    project = service.owned_project(session, user, pid)
+    return render(request, "compare.html", {"project": project})
 
 
 @router.get("/runs/{rid}", response_class=HTMLResponse)

@@ -33,6 +33,7 @@ def _change_key(run: RunOut) -> tuple[object, ...]:
     return (
         run.status,
         run.stage,
+        run.stage_detail,
         run.progress,
         run.images_done,
         run.error,

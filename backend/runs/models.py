@@ -83,6 +83,10 @@ class Run(TimestampMixin, Base):
         _stored_as_value(RunStatus), default=RunStatus.QUEUED, index=True
     )
     stage: Mapped[str] = mapped_column(String(32), default=RunStatus.QUEUED.value)
+    # What the stage works on ("tf_efficientnet_lite0", "epoch 2 of 5") and what
+    # images_done/images_total count ("images" or "steps").
+    stage_detail: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    unit: Mapped[str] = mapped_column(String(16), default="images", server_default="images")
     progress: Mapped[float] = mapped_column(Float, default=0.0)
     images_done: Mapped[int] = mapped_column(Integer, default=0)
     images_total: Mapped[int] = mapped_column(Integer, default=0)

@@ -1,24 +1,27 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Annotated
 
-from fastapi import APIRouter, File, Response, UploadFile, status
+from fastapi import APIRouter, File, Query, Request, Response, UploadFile, status
 from fastapi.responses import FileResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from backend.deps import CurrentUser, SessionDep, SettingsDep
 from backend.projects.deps import ProjectDep
-from backend.runs import predict, service
+from backend.runs import estimates, predict, service
 from backend.runs.deps import RunDep
 from backend.runs.events import run_events
 from backend.runs.schemas import (
     ArtifactOut,
     BatchPredictOut,
+    EstimatesOut,
     PredictionsOut,
     PredictOut,
     RunIn,
     RunOut,
     RunPatch,
+    UsageOut,
 )
 from backend.runs.zoo import zoo_with_weights
 from backend.schemas import AUTHED, OWNED, WRITE, errors, files_of
@@ -49,6 +52,15 @@ def backbones(_: CurrentUser, settings: SettingsDep) -> list[dict[str, object]]:
 )
 def create_run(body: RunIn, project: ProjectDep, session: SessionDep) -> RunOut:
     return service.run_out(service.create_run(session, project, body))
+
+
+@router.get("/api/projects/{pid}/estimates", response_model=EstimatesOut, responses=errors(*OWNED))
+def run_estimates(
+    project: ProjectDep, session: SessionDep, epochs: Annotated[int, Query(ge=1, le=500)] = 5
+) -> EstimatesOut:
+    """How long a quick run or a fine-tune would take on this project's images, per backbone,
+    from the pace earlier runs measured on this server."""
+    return estimates.estimates(session, project, epochs)
 
 
 @router.get("/api/projects/{pid}/runs", response_model=list[RunOut], responses=errors(*OWNED))
@@ -156,6 +168,27 @@ def download_artifact(fmt: str, run: RunDep) -> FileResponse:
         media_type=MEDIA_TYPES.get(fmt, "application/octet-stream"),
         filename=artifact.filename,
         headers={"X-Checksum-SHA256": artifact.sha256},
+    )
+
+
+@router.get("/api/runs/{rid}/usage", response_model=UsageOut, responses=errors(*OWNED, 409))
+def run_usage(run: RunDep, request: Request) -> UsageOut:
+    """The model's input, and code to run it with onnxruntime (Python, JavaScript, C#) or
+    against this server (curl)."""
+    return service.usage(run, str(request.base_url))
+
+
+@router.get(
+    "/api/runs/{rid}/model-card",
+    response_class=FileResponse,
+    responses={200: files_of(["text/markdown"], "the model card"), **errors(*OWNED)},
+)
+def model_card(run: RunDep) -> FileResponse:
+    """What the model was trained on, how well it did, and its limits (Markdown)."""
+    return FileResponse(
+        service.model_card_path(run),
+        media_type="text/markdown; charset=utf-8",
+        headers={"Content-Disposition": f'inline; filename="run-{run.id}-MODEL_CARD.md"'},
     )
 
 

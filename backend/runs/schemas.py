@@ -372,6 +372,8 @@ class RunOut(BaseModel):
     options: RunOptions
     status: RunStatus
     stage: str
+    stage_detail: str | None
+    unit: str
     progress: float
     images_done: int
     images_total: int
@@ -396,6 +398,43 @@ class RunOut(BaseModel):
         if self.metrics is not None and self.metrics.model is not None:
             return list(self.metrics.model.backbones)
         return [self.backbone]
+
+
+class Snippets(BaseModel):
+    python: str
+    javascript: str
+    csharp: str
+    curl: str
+
+
+class UsageOut(BaseModel):
+    """How to run this run's model elsewhere: its input and ready-to-copy code."""
+
+    labels: list[str]
+    input_name: str
+    input_size: int
+    resize_size: int
+    interpolation: str
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    predict_url: str
+    project_predict_url: str
+    model_card_url: str | None
+    snippets: Snippets
+
+
+class EstimateOut(BaseModel):
+    """Seconds a first run would take (embeddings not cached yet); None: not measured here."""
+
+    linear_s: float | None
+    finetune_s: float | None
+    runs_measured: int
+
+
+class EstimatesOut(BaseModel):
+    images: int
+    epochs: int
+    backbones: dict[str, EstimateOut]
 
 
 class PredictionOut(BaseModel):

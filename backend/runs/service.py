@@ -28,7 +28,10 @@ from backend.runs.schemas import (
     RunMetrics,
     RunOptions,
     RunOut,
+    Snippets,
+    UsageOut,
 )
+from backend.runs.usage import ModelFacts, csharp_onnx, curl_hosted, javascript_onnx, python_onnx
 from backend.storage import artifact_key, get_storage, recorded_exists, recorded_file
 
 log = logging.getLogger(__name__)
@@ -200,6 +203,8 @@ def run_out(run: Run) -> RunOut:
         options=RunOptions.model_validate(run.options),
         status=run.status,
         stage=run.stage,
+        stage_detail=run.stage_detail,
+        unit=run.unit,
         progress=run.progress,
         images_done=run.images_done,
         images_total=run.images_total,
@@ -260,6 +265,70 @@ def classifier_path(run: Run) -> Path:
     if run.status != RunStatus.SUCCEEDED:
         raise RunNotSucceeded()
     return recorded_file(get_artifact(run, "onnx").path)
+
+
+def model_card_path(run: Run) -> Path:
+    path = get_settings().run_dir(run.id) / "MODEL_CARD.md"
+    if run.status != RunStatus.SUCCEEDED or not path.is_file():
+        raise ArtifactNotFound(
+            "This run has no model card yet: it is written once the run succeeds."
+        )
+    return path
+
+
+def usage(run: Run, base_url: str) -> UsageOut:
+    """The model's input and code to run it, for the run page's deploy help."""
+    from backend.runs.predict import classifier_for
+
+    onnx = get_artifact(run, "onnx") if run.status == RunStatus.SUCCEEDED else None
+    if onnx is None:
+        raise RunNotSucceeded()
+    classifier = classifier_for(recorded_file(onnx.path))
+    facts = ModelFacts(
+        labels=classifier.labels,
+        preprocess=classifier.preprocess,
+        input_name=classifier.input_name,
+        onnx_filename=onnx.filename,
+    )
+    base = base_url.rstrip("/")
+    run_url = f"{base}/api/runs/{run.id}/predict"
+    project_url = f"{base}/api/projects/{run.project_id}/predict"
+    card = get_settings().run_dir(run.id) / "MODEL_CARD.md"
+    pp = classifier.preprocess
+    snippets = Snippets(
+        python=python_onnx(facts),
+        javascript=javascript_onnx(facts),
+        csharp=csharp_onnx(facts),
+        curl=curl_hosted(run_url, project_url),
+    )
+    if len(classifier.inputs) > 1:
+        # An ensemble takes each picture once per backbone, each its own way: the bundle's
+        # predict.py knows how; hand-written code for one input would answer wrongly.
+        ensemble = (
+            f"This model combines {len(classifier.inputs)} backbones, each with its own input "
+            "and preprocessing. Run it with the zip bundle's predict.py (its README.md says "
+            "how), or send pictures to the hosted endpoint (the curl tab)."
+        )
+        snippets = snippets.model_copy(
+            update={
+                "python": f"# {ensemble}\n",
+                "javascript": f"// {ensemble}\n",
+                "csharp": f"// {ensemble}\n",
+            }
+        )
+    return UsageOut(
+        labels=classifier.labels,
+        input_name=classifier.input_name,
+        input_size=pp.input_size,
+        resize_size=pp.resize_size,
+        interpolation=pp.interpolation,
+        mean=pp.mean,
+        std=pp.std,
+        predict_url=run_url,
+        project_predict_url=project_url,
+        model_card_url=f"/api/runs/{run.id}/model-card" if card.is_file() else None,
+        snippets=snippets,
+    )
 
 
 def event_payload(run: Run) -> dict[str, Any]:

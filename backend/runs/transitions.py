@@ -69,7 +69,13 @@ def _held(lease: Lease) -> tuple[ColumnElement[bool], ...]:
 
 
 def _ended(status: RunStatus, error: str | None = None) -> dict[str, Any]:
-    return {"status": status, "stage": status.value, "error": error, "finished_at": utcnow()}
+    return {
+        "status": status,
+        "stage": status.value,
+        "stage_detail": None,
+        "error": error,
+        "finished_at": utcnow(),
+    }
 
 
 # ---------------------------------------------------------------- the API's transitions
@@ -180,6 +186,7 @@ def claim(session: Session, run_id: int, *, worker: str, stale_after_s: float) -
         .values(
             status=RunStatus.RUNNING,
             stage="preparing",
+            stage_detail=None,
             progress=0.0,
             started_at=utcnow(),
             heartbeat_at=utcnow(),
@@ -213,11 +220,24 @@ def enter_stage(
     stage: str,
     progress: float,
     *,
+    detail: str | None = None,
+    unit: str = "images",
     images_total: int | None = None,
+    eta_s: float | None = None,
 ) -> bool:
-    """A new stage starts (featurizing, training, ...), optionally counting images afresh."""
+    """A new stage starts (featurizing, training, ...): what it works on and what it counts
+    (counts start afresh when ``images_total`` is given; the run's time left carries on)."""
     counts = {} if images_total is None else {"images_done": 0, "images_total": images_total}
-    return _write(session, lease, stage=stage, progress=progress, eta_s=None, **counts)
+    return _write(
+        session,
+        lease,
+        stage=stage,
+        stage_detail=detail,
+        unit=unit,
+        progress=progress,
+        eta_s=eta_s,
+        **counts,
+    )
 
 
 def advance(
@@ -228,8 +248,10 @@ def advance(
     images_done: int,
     images_total: int,
     eta_s: float | None,
+    detail: str | None = None,
 ) -> bool:
-    """Progress within the current stage."""
+    """Progress within the current stage (``detail`` replaces the stage's, when given)."""
+    values: dict[str, Any] = {} if detail is None else {"stage_detail": detail}
     return _write(
         session,
         lease,
@@ -237,6 +259,7 @@ def advance(
         images_done=images_done,
         images_total=images_total,
         eta_s=eta_s,
+        **values,
     )
 
 

@@ -246,7 +246,7 @@ def test_full_dataset_upload_reports_every_file_and_page_stays_responsive(  # ty
 ) -> None:
     session = new_session()
     page = session.page
-    create_project(page, "Full hymenoptera")
+    project_id = create_project(page, "Full hymenoptera")
     jpeg = (hymenoptera / "train" / "ants" / "0013035.jpg").read_bytes()
     bad = {
         "hymenoptera/train/ants/notes.jpg": b"these are my notes, not a picture\n" * 20,
@@ -261,6 +261,11 @@ def test_full_dataset_upload_reports_every_file_and_page_stays_responsive(  # ty
     started = time.monotonic()
     drop_files(page, "#dropzone", files)
     page.locator(".upload .progress").first.wait_for()
+    # While it sends, the gallery says so (or already shows pictures), never "No images yet",
+    # and no label is flagged as short of pictures.
+    assert page.locator("#gallery-uploading, #gallery .tile").count() >= 1
+    assert page.locator("#gallery").get_by_text("No images yet").count() == 0
+    assert page.locator(".label-warning.is-bad").count() == 0
     screenshot(page, "upload-progress", full_page=False)
     round_trips = []
     while not page.locator(".upload.upload-finished").count():
@@ -316,4 +321,61 @@ def test_full_dataset_upload_reports_every_file_and_page_stays_responsive(  # ty
     page.locator(".upload.upload-finished[data-duplicates='12'][data-failed='0']").wait_for(
         timeout=60_000
     )
+
+    # Both reports outlive a reload, by label and split, in the project's upload history; the
+    # retried drop is one upload, its retry included.
+    page.reload()
+    uploads = page.locator("#upload-history .upload-past")
+    expect(uploads).to_have_count(2)
+    expect(uploads.nth(0)).to_contain_text("12 already here")
+    full = uploads.nth(1)
+    full.locator("summary").click()
+    expect(full.locator(".past-accepted")).to_have_text("398 added")
+    expect(full).to_contain_text("3 files not usable")
+    expect(full.locator("tr[data-label='ants'] td[data-split='val']")).to_have_text("70 added")
+    expect(full.locator("tr[data-label='bees'] td[data-split='train']")).to_have_text("121 added")
+    screenshot(page, "upload-history")
+
+    # Bulk at scale: the filter and page are in the URL (a reload keeps them); Ctrl+A takes the
+    # page, then "select all 194 matching" every ant; the move has an Undo.
+    page.select_option("#filter-label", "ants")
+    page.wait_for_url(re.compile(r"label=ants"))
+    page.get_by_role("button", name="Next →").click()
+    page.wait_for_url(re.compile(r"page=2"))
+    page.reload()
+    expect(page.locator("#gallery-count")).to_have_text(re.compile(r"^49.96 of 194 images$"))
+    assert page.locator("#filter-label").input_value() == "ants"
+    page.locator("#gallery .tile").first.wait_for()
+    page.keyboard.press("Control+a")
+    expect(page.locator("#selection-count")).to_contain_text("48 images selected")
+    page.click("#select-matching")
+    expect(page.locator("#selection-count")).to_contain_text("194 images selected")
+    screenshot(page, "bulk-select-matching", full_page=False)
+    page.locator("#selection-bar [data-split=test]").click()
+    undo = page.locator(".toast-undo").get_by_role("button", name="Undo")
+    undo.wait_for()
+
+    def ants_in(split: str) -> int:
+        query = f"/api/projects/{project_id}/images?label=ants&split={split}&limit=1"
+        return int(page.request.get(query).json()["total"])
+
+    assert ants_in("test") == 194
+    undo.click()
+    deadline = time.monotonic() + 20
+    while ants_in("val") != 70:
+        assert time.monotonic() < deadline, "undo did not put the ants back"
+        page.wait_for_timeout(200)
+    assert ants_in("train") == 124
+
+    # The viewer steps through the filtered images with the arrow keys, across pages.
+    page.locator("#gallery .tile").last.locator(".tile-zoom").click()
+    expect(page.locator("#viewer-position")).to_have_text("96 of 194")
+    page.keyboard.press("ArrowRight")
+    expect(page.locator("#viewer-position")).to_have_text("97 of 194")
+    page.wait_for_url(re.compile(r"page=3"))
+    page.keyboard.press("ArrowLeft")
+    expect(page.locator("#viewer-position")).to_have_text("96 of 194")
+    screenshot(page, "viewer-prev-next", full_page=False)
+    page.keyboard.press("Escape")
+    page.select_option("#filter-label", "")
     assert_no_script_ran(session)

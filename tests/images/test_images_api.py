@@ -282,3 +282,19 @@ def test_cookie_upload_needs_the_csrf_header(client, make_user, project, user):
     response = client.post(url, files=files, headers={"X-CSRF-Token": csrf})
     assert response.status_code == 200 and len(response.json()["accepted"]) == 1
     client.cookies.clear()
+
+
+def test_select_all_matching_the_filter_beyond_one_page(accept, client, user, project):
+    pictures = distinct_pictures(5)
+    accept([(f"a{i}.jpg", p) for i, p in enumerate(pictures[:3])], label="ants", split="train")
+    accept([(f"b{i}.jpg", p) for i, p in enumerate(pictures[3:])], label="bees")
+    url = f"/api/projects/{project['id']}/images"
+    page = client.get(url, params={"label": "ants", "limit": 1}, headers=user.headers).json()
+    assert len(page["items"]) == 1 and page["total"] == 3
+    matching = client.get(f"{url}/ids", params={"label": "ants"}, headers=user.headers).json()
+    assert matching["total"] == 3 and len(matching["ids"]) == 3
+    # The ids go to the bulk change as they are: every ant moves, on every page.
+    moved = client.patch(url, json={"ids": matching["ids"], "split": "val"}, headers=user.headers)
+    assert moved.json() == {"updated": 3}
+    unassigned = client.get(f"{url}/ids", params={"split": "unassigned"}, headers=user.headers)
+    assert unassigned.json()["total"] == 2

@@ -23,8 +23,22 @@ def test_pages_without_a_session_redirect_to_login(client: TestClient) -> None:
         response = client.get(path, follow_redirects=False)
         assert response.status_code == 303
         assert response.headers["location"].startswith("/login?next=%2F")
-    assert client.get("/", follow_redirects=False).headers["location"] == "/login"
     assert client.get("/login").status_code == 200
+
+
+def test_the_first_screen_explains_the_app_and_a_new_server_asks_for_its_admin(
+    client: TestClient,
+) -> None:
+    fresh = client.get("/")
+    assert fresh.status_code == 200
+    assert "Create the admin account" in fresh.text and 'href="/signup"' in fresh.text
+    sign_in(client)
+    assert client.get("/", follow_redirects=False).headers["location"] == "/projects"
+    client.cookies.clear()
+    page = client.get("/").text
+    for step in ("Drop your pictures", "Train", "Use the model"):
+        assert step in page
+    assert "Create an account" in page and "Create the admin account" not in page
 
 
 def test_a_revoked_session_cookie_is_no_session(client: TestClient) -> None:

@@ -85,7 +85,10 @@ def test_every_format_downloads_with_its_checksum_and_the_bundle_runs_anywhere(
         "predict.py",
         "requirements.txt",
         "MODEL_CARD.md",
+        "README.md",
     }
+    readme = (root / "README.md").read_text()
+    assert "python predict.py picture.jpg" in readme and "MODEL_CARD.md" in readme
     card = (root / "MODEL_CARD.md").read_text()
     assert "ants" in card and "bees" in card and "Limits" in card
     assert f"{run['metrics']['accuracy'] * 100:.1f} %" in card

@@ -3,14 +3,18 @@ URL), delete with everything the run wrote."""
 
 from __future__ import annotations
 
+import io
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
 from backend.config import get_settings
-from tests.conftest import ApiUser
-from tests.factories import tiny_run
+from tests.conftest import ApiUser, reset_caches
+from tests.factories import TINY_BACKBONE, tiny_run
 from tests.runs.conftest import execute, start_run
 
 pytestmark = pytest.mark.slow
@@ -23,8 +27,52 @@ def _picture(client: TestClient, user: ApiUser, run_id: int) -> tuple[dict, byte
     return item, image
 
 
+def check_deploy_help(client: TestClient, user: ApiUser, run_id: int, tmp_path: Path) -> None:
+    """The Python snippet of the run page, run as copied next to the downloaded model, says
+    what the server says; the bundle holds a README; the model card is served."""
+    usage = client.get(f"/api/runs/{run_id}/usage", headers=user.headers).json()
+    assert usage["labels"] == ["ants", "bees"]
+    onnx = client.get(f"/api/runs/{run_id}/artifacts/onnx", headers=user.headers)
+    folder = tmp_path / "copied"
+    folder.mkdir()
+    onnx_name = next(
+        a["filename"]
+        for a in client.get(f"/api/runs/{run_id}", headers=user.headers).json()["artifacts"]
+        if a["format"] == "onnx"
+    )
+    (folder / onnx_name).write_bytes(onnx.content)
+    item, image = _picture(client, user, run_id)
+    (folder / "picture.jpg").write_bytes(image)
+    printed = subprocess.run(
+        [sys.executable, "-c", usage["snippets"]["python"]],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout.split()
+    label, probability = " ".join(printed[:-1]), float(printed[-1])
+    assert label == item["predicted_label"]
+    assert abs(probability - item["probabilities"][label]) < 0.02  # JPEG draft decoding aside
+    for key, needle in {
+        "javascript": "onnxruntime-web",
+        "csharp": "Microsoft.ML.OnnxRuntime",
+        "curl": usage["project_predict_url"],
+    }.items():
+        assert needle in usage["snippets"][key]
+    assert "Authorization: Bearer" in usage["snippets"]["curl"]
+
+    card = client.get(usage["model_card_url"], headers=user.headers)
+    assert card.status_code == 200 and card.headers["content-type"].startswith("text/markdown")
+    bundle = client.get(f"/api/runs/{run_id}/artifacts/bundle", headers=user.headers).content
+    with zipfile.ZipFile(io.BytesIO(bundle)) as archive:
+        (readme_name,) = [n for n in archive.namelist() if n.endswith("/README.md")]
+        readme = archive.read(readme_name).decode()
+    assert "pip install -r requirements.txt" in readme and "ants" in readme
+
+
 def test_rename_rerun_deploy_predict_and_delete(
-    client: TestClient, user: ApiUser, make_user, small_project: dict
+    client: TestClient, user: ApiUser, make_user, small_project: dict, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
     pid = small_project["id"]
     run = start_run(client, user, small_project, **tiny_run(head="logreg"))
@@ -83,6 +131,8 @@ def test_rename_rerun_deploy_predict_and_delete(
     client.post(f"/api/runs/{second['id']}/cancel", headers=user.headers)
     assert client.delete(f"/api/runs/{second['id']}", headers=user.headers).status_code == 204
 
+    check_deploy_help(client, user, rid, tmp_path)
+
     # Deleting the deployed run takes its files and the project's endpoint with it.
     folder = get_settings().run_dir(rid)
     assert (folder / "model.onnx").is_file()
@@ -95,13 +145,28 @@ def test_rename_rerun_deploy_predict_and_delete(
     assert client.get(f"/api/projects/{pid}/runs", headers=user.headers).json() == []
 
 
-def test_deploying_another_run_replaces_the_deployed_one(
-    client: TestClient, user: ApiUser, small_project: dict
+def test_deploying_another_run_replaces_the_deployed_one_and_runs_measure_the_pace(
+    client: TestClient,
+    user: ApiUser,
+    small_project: dict,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # A cache of its own, so the first run really featurizes and measures the pace.
+    monkeypatch.setenv("AUTODL_CACHE_DIR", str(tmp_path / "fresh-cache"))
+    reset_caches()
+    pid = small_project["id"]
+    before = client.get(f"/api/projects/{pid}/estimates", headers=user.headers).json()
+    assert before["backbones"] == {} and before["images"] == 40
     first = start_run(client, user, small_project, **tiny_run())
     second = start_run(client, user, small_project, **tiny_run(head="svm"))
     assert execute(first["id"]) == "succeeded"
     assert execute(second["id"]) == "succeeded"
+    took = client.get(f"/api/runs/{first['id']}", headers=user.headers).json()["duration_s"]
+    estimate = client.get(f"/api/projects/{pid}/estimates", headers=user.headers).json()
+    measured = estimate["backbones"][TINY_BACKBONE]
+    assert measured["finetune_s"] is None  # never fine-tuned here: no number is made up
+    assert took / 3 <= measured["linear_s"] <= took * 3, (measured, took)
     client.post(f"/api/runs/{first['id']}/deploy", headers=user.headers)
     client.post(f"/api/runs/{second['id']}/deploy", headers=user.headers)
     runs = {

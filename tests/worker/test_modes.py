@@ -31,10 +31,27 @@ class Recorder:
     def __init__(self) -> None:
         self.calls: list[tuple[object, ...]] = []
 
-    def stage(self, name: str, progress: float, *, images_total: int | None = None) -> None:
+    def stage(
+        self,
+        name: str,
+        progress: float,
+        *,
+        images_total: int | None = None,
+        unit: str = "images",
+        detail: str | None = None,
+    ) -> None:
         self.calls.append(("stage", name, progress, images_total))
 
-    def items(self, done: int, total: int, lo: float, hi: float, *, force: bool = False) -> None:
+    def items(
+        self,
+        done: int,
+        total: int,
+        lo: float,
+        hi: float,
+        *,
+        force: bool = False,
+        detail: str | None = None,
+    ) -> None:
         self.calls.append(("items", done, total, lo, hi, force))
 
     def record_history(self, history: list[EpochRecord]) -> None:

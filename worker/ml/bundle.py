@@ -1,4 +1,5 @@
-"""A self-contained model bundle: ONNX model, labels, preprocessing, predict.py, model card.
+"""A self-contained model bundle: ONNX model, labels, preprocessing, predict.py, a README
+that says how to run it, and the model card.
 
 The bundle is built in a temporary file, unpacked and run once (``predict.py`` in a
 subprocess on a validation picture) before it is renamed into place.
@@ -34,12 +35,14 @@ def bundle_files(
     labels: Sequence[str],
     preprocess: Preprocess,
     model_card: str,
+    readme: str,
     inputs: str | None = None,
 ) -> dict[str, bytes]:
     """The bundle's files; ``inputs`` (an ensemble's ``inputs`` metadata, JSON) becomes
     inputs.json, from which predict.py preprocesses each input of the graph its own way."""
     extra = {"inputs.json": inputs.encode()} if inputs else {}
     return {
+        "README.md": readme.encode(),
         **extra,
         "model.onnx": onnx_path.read_bytes(),
         "labels.json": json.dumps(list(labels), indent=2).encode(),
@@ -72,6 +75,7 @@ def build_bundle(
     labels: Sequence[str],
     preprocess: Preprocess,
     model_card: str,
+    readme: str,
     check_image: Path,
     expected: Sequence[float],
     root: str = "autodl-model",
@@ -82,7 +86,7 @@ def build_bundle(
     meta = {
         p.key: p.value for p in onnx.load(str(onnx_path), load_external_data=False).metadata_props
     }
-    files = bundle_files(onnx_path, labels, preprocess, model_card, meta.get("inputs"))
+    files = bundle_files(onnx_path, labels, preprocess, model_card, readme, meta.get("inputs"))
     with atomic_path(out_path) as tmp:
         with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as archive:
             for name, data in files.items():

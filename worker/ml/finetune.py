@@ -475,13 +475,14 @@ def finetune(
     *,
     weights_dir: Path | None = None,
     init_head: TrainedHead | None = None,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Callable[[int, int, int, int], None] | None = None,
     on_epoch: Callable[[list[EpochRecord]], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> FinetuneResult:
     """Fine-tune ``backbone`` on ``train`` ((path, class index) pairs), validating on ``val``.
 
-    ``progress(done, total)`` counts batches of all planned epochs; ``on_epoch(history)``
+    ``progress(done, total, epoch, epochs)`` counts batches of all planned epochs (and says
+    which epoch, from 1, of how many runs now); ``on_epoch(history)``
     is called as each epoch ends; ``should_stop()`` is polled between batches (Cancelled).
     """
     started = time.perf_counter()
@@ -588,7 +589,7 @@ class _EpochLoop:
 
     def run(
         self,
-        progress: Callable[[int, int], None] | None,
+        progress: Callable[[int, int, int, int], None] | None,
         on_epoch: Callable[[list[EpochRecord]], None] | None,
         should_stop: Callable[[], bool] | None,
     ) -> None:
@@ -619,7 +620,7 @@ class _EpochLoop:
 
     def _train_one(
         self,
-        progress: Callable[[int, int], None] | None,
+        progress: Callable[[int, int, int, int], None] | None,
         should_stop: Callable[[], bool] | None,
     ) -> tuple[float, int]:
         """One epoch; it restarts with half the batch after running out of memory."""
@@ -729,7 +730,7 @@ def _train_epoch(
     epoch: int,
     planned: int,
     batches_before: int,
-    progress: Callable[[int, int], None] | None,
+    progress: Callable[[int, int, int, int], None] | None,
     should_stop: Callable[[], bool] | None,
 ) -> tuple[float, int]:
     """One pass over ``loader``; returns (summed loss, images seen)."""
@@ -743,7 +744,7 @@ def _train_epoch(
         loss_sum += trainer.step(images, targets) * len(targets)
         seen += len(targets)
         if progress:
-            progress(batches_before + index + 1, planned * n_batches)
+            progress(batches_before + index + 1, planned * n_batches, epoch + 1, planned)
     return loss_sum, seen
 
 

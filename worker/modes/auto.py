@@ -73,11 +73,30 @@ class ScaledReporter:
     def _map(self, p: float) -> float:
         return self.lo + (self.hi - self.lo) * p
 
-    def stage(self, name: str, progress: float, *, images_total: int | None = None) -> None:
-        self.reporter.stage(name, self._map(progress), images_total=images_total)
+    def stage(
+        self,
+        name: str,
+        progress: float,
+        *,
+        images_total: int | None = None,
+        unit: str = "images",
+        detail: str | None = None,
+    ) -> None:
+        self.reporter.stage(
+            name, self._map(progress), images_total=images_total, unit=unit, detail=detail
+        )
 
-    def items(self, done: int, total: int, lo: float, hi: float, *, force: bool = False) -> None:
-        self.reporter.items(done, total, self._map(lo), self._map(hi), force=force)
+    def items(
+        self,
+        done: int,
+        total: int,
+        lo: float,
+        hi: float,
+        *,
+        force: bool = False,
+        detail: str | None = None,
+    ) -> None:
+        self.reporter.items(done, total, self._map(lo), self._map(hi), force=force, detail=detail)
 
     def record_history(self, history: list[EpochRecord]) -> None:
         self.reporter.record_history(history)
@@ -203,9 +222,18 @@ def embed_candidates(
         started = time.perf_counter()
         lo = FEATURIZE_SPAN[0] + 2 * i * width
         try:
-            ex, X, result = embed_examples(examples, name, context, reporter, (lo, lo + width))
+            which = f"{name} (backbone {i + 1} of {len(names)})"
+            ex, X, result = embed_examples(
+                examples, name, context, reporter, (lo, lo + width), detail=which
+            )
             ex_f, X_f, _ = embed_examples(
-                examples, name, context, reporter, (lo + width, lo + 2 * width), hflip=True
+                examples,
+                name,
+                context,
+                reporter,
+                (lo + width, lo + 2 * width),
+                hflip=True,
+                detail=f"{which}, mirrored",
             )
         except Cancelled:
             raise

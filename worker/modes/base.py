@@ -51,11 +51,30 @@ class Example:
 class Reporter(Protocol):
     """How a mode tells the run's row where it is, and learns that it should stop."""
 
-    def stage(self, name: str, progress: float, *, images_total: int | None = None) -> None:
-        """A stage starts at ``progress`` (0-1 of the run); ``images_total`` resets counts."""
+    def stage(
+        self,
+        name: str,
+        progress: float,
+        *,
+        images_total: int | None = None,
+        unit: str = "images",
+        detail: str | None = None,
+    ) -> None:
+        """A stage starts at ``progress`` (0-1 of the run); ``images_total`` resets counts of
+        ``unit`` ("images" or "steps"); ``detail`` names what it works on (the backbone)."""
 
-    def items(self, done: int, total: int, lo: float, hi: float, *, force: bool = False) -> None:
-        """``done`` of ``total`` items, mapped onto [lo, hi] of the run (throttled)."""
+    def items(
+        self,
+        done: int,
+        total: int,
+        lo: float,
+        hi: float,
+        *,
+        force: bool = False,
+        detail: str | None = None,
+    ) -> None:
+        """``done`` of ``total`` items, mapped onto [lo, hi] of the run (throttled);
+        ``detail`` updates what the stage works on ("epoch 2 of 5")."""
 
     def record_history(self, history: list[EpochRecord]) -> None:
         """The training curves so far."""

@@ -26,13 +26,15 @@ def embed_examples(
     span: tuple[float, float] = FEATURIZE_SPAN,
     *,
     hflip: bool = False,
+    detail: str | None = None,
 ) -> tuple[list[Example], np.ndarray, EmbeddingResult]:
     """Embeddings of ``examples`` (cached ones are reused); unreadable images are dropped.
-    With ``hflip``, those of the mirrored images (cached apart)."""
+    With ``hflip``, those of the mirrored images (cached apart). The stage is named by
+    ``detail``, the backbone by default."""
     from worker.ml.features import embed_images
 
     settings = context.settings
-    reporter.stage("featurizing", span[0], images_total=len(examples))
+    reporter.stage("featurizing", span[0], images_total=len(examples), detail=detail or backbone)
     result = embed_images(
         [(e.sha256, e.path) for e in examples],
         backbone,

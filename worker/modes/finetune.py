@@ -78,7 +78,7 @@ def train_finetune(
     config = finetune_config(options)
     result = _finetune(data, probe, config, reporter, context)
 
-    reporter.stage("evaluating", 0.94)
+    reporter.stage("evaluating", 0.94, detail=context.backbone)
     weights = weights_used(result.weights)
     return Outcome(
         labels=probe.labels,
@@ -114,7 +114,12 @@ def _finetune(
     """The whole network trained from the probe's start, reporting batches and epochs."""
     from worker.ml.finetune import finetune
 
-    reporter.stage("fine-tuning", TRAIN_SPAN[0])
+    reporter.stage(
+        "fine-tuning",
+        TRAIN_SPAN[0],
+        unit="steps",
+        detail=f"{context.backbone} · epoch 1 of {config.epochs}",
+    )
     index = {label: i for i, label in enumerate(probe.labels)}
     return finetune(
         [(e.path, index[e.label]) for e in data.train],
@@ -124,7 +129,9 @@ def _finetune(
         config,
         weights_dir=context.settings.weights_dir,
         init_head=probe.head,
-        progress=lambda done, total: reporter.items(done, total, *TRAIN_SPAN),
+        progress=lambda done, total, epoch, epochs: reporter.items(
+            done, total, *TRAIN_SPAN, detail=f"{context.backbone} · epoch {epoch} of {epochs}"
+        ),
         on_epoch=reporter.record_history,
         should_stop=reporter.should_stop,
     )

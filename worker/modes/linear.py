@@ -24,13 +24,13 @@ def train_linear(
 
     data = embed_splits(examples, context, reporter)
 
-    reporter.stage("training", 0.86)
+    reporter.stage("training", 0.86, detail=f"{options.head} classifier on {context.backbone}")
     started = time.perf_counter()
     head = train_head(data.X_train, labels_of(data.train), options.head, seed=options.seed)
     train_s = time.perf_counter() - started
     labels = [str(c) for c in head.classes]
 
-    reporter.stage("evaluating", 0.9)
+    reporter.stage("evaluating", 0.9, detail=context.backbone)
     val_proba = head.predict_proba(data.X_val)
     scores = evaluation(labels, data.val, val_proba)
     metrics = RunMetrics(

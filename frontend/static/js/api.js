@@ -5,9 +5,11 @@ const CSRF_HEADER = "X-CSRF-Token";
 const SAFE = new Set(["GET", "HEAD", "OPTIONS"]);
 
 export class ApiError extends Error {
-  constructor(status, message) {
+  /** ``errors``: the server's field errors of a 422, ``[{loc, msg, type}]``. */
+  constructor(status, message, errors = []) {
     super(message);
     this.status = status;
+    this.errors = Array.isArray(errors) ? errors : [];
   }
 }
 
@@ -63,7 +65,7 @@ export async function api(path, { method = "GET", json, form, signal } = {}) {
   } catch {
     data = null;
   }
-  if (!response.ok) throw new ApiError(response.status, messageFor(response.status, data));
+  if (!response.ok) throw new ApiError(response.status, messageFor(response.status, data), data?.errors);
   return data;
 }
 

@@ -6,6 +6,7 @@ import { confusionHeatmap, lineChart, loadPlotly } from "./charts.js";
 import { h, icon, replace } from "./dom.js";
 import { bytes, duration, MODE_NAMES, percent, plural } from "./format.js";
 import { predictionFixes } from "./fixes.js";
+import { deployCard } from "./deploy.js";
 import { heatmapToggle } from "./heatmap.js";
 import { RunsTable } from "./runs.js";
 import { tryModelCard } from "./trymodel.js";
@@ -124,7 +125,7 @@ const ARTIFACT_WORDS = {
   onnx: ["ONNX model", "Runs anywhere with ONNX Runtime (Python, C++, C#, JavaScript, mobile)."],
   torchscript: ["TorchScript", "For PyTorch and LibTorch (C++), no Python model code needed."],
   openvino: ["OpenVINO", "Fast inference on Intel CPUs and GPUs."],
-  bundle: ["Everything (zip)", "Models, label names, preprocessing settings and a README."],
+  bundle: ["Everything (zip)", "The ONNX model, predict.py, labels, preprocessing, a README.md on how to run it, and the model card."],
 };
 
 function downloadsCard(run) {
@@ -185,11 +186,13 @@ export async function renderDashboard(container, run, { plotlyUrl, cellDialog })
   const heat = h("div", { class: "chart", id: "confusion-chart", role: "img",
     "aria-label": "Confusion matrix; the table version is below" });
   const runsTbody = h("tbody");
+  const compareLink = h("a", { class: "btn btn-sm is-disabled", id: "compare-runs", href: "#", "aria-disabled": "true" });
   const comparison = h("section", { class: "card", id: "comparison", "aria-label": "All runs of this project" },
-    h("div", { class: "card-head" }, h("h2", {}, "All runs of this project")),
+    h("div", { class: "card-head" }, h("h2", {}, "All runs of this project"), compareLink),
     h("div", { class: "table-wrap" }, h("table", { class: "table" },
-      h("thead", {}, h("tr", {}, ["Run", "Mode", "Backbone", "Status", "Accuracy", "Time", "Started"].map((t) =>
-        h("th", { scope: "col", class: t === "Accuracy" || t === "Time" ? "num" : null }, t)))),
+      h("thead", {}, h("tr", {}, h("th", { scope: "col", class: "pick" }, h("span", { class: "visually-hidden" }, "Compare")),
+        ["Run", "Mode", "Backbone", "Status", "Accuracy", "Time", "Started"].map((t) =>
+          h("th", { scope: "col", class: t === "Accuracy" || t === "Time" ? "num" : null }, t)))),
       runsTbody)));
 
   const mistakes = held.filter((item) => !item.correct).sort((a, b) => b.confidence - a.confidence);
@@ -215,6 +218,7 @@ export async function renderDashboard(container, run, { plotlyUrl, cellDialog })
     { id: "mistakes" }),
     history.length && Plotly ? card("Training curves", h("div", { class: "grid-2" }, lossChart, accChart), { id: "curves" }) : null,
     h("div", { class: "grid-2 grid-dash" }, downloadsCard(run), tryModelCard(run)),
+    deployCard(run),
     comparison,
     metrics.timings ? timingsCard(metrics.timings) : null);
 
@@ -231,7 +235,7 @@ export async function renderDashboard(container, run, { plotlyUrl, cellDialog })
       { name: "validation accuracy", x: epochs, y: history.map((e) => e.val_accuracy), color: "#16a34a" },
     ] });
   }
-  new RunsTable({ projectId: run.project_id, section: comparison, tbody: runsTbody, currentRunId: run.id }).refresh();
+  new RunsTable({ projectId: run.project_id, section: comparison, tbody: runsTbody, currentRunId: run.id, compareLink }).refresh();
 }
 
 function timingsCard(timings) {

@@ -3,6 +3,7 @@
 import { api } from "./api.js";
 import { h, icon, replace, typingInField } from "./dom.js";
 import { plural, SPLIT_NAMES } from "./format.js";
+import { applyFix } from "./fixes.js";
 import { confirmDialog, toast } from "./ui.js";
 
 const PAGE_SIZE = 48;
@@ -15,8 +16,11 @@ export class Gallery {
     this.labels = [];
     this.items = [];
     this.total = 0;
-    this.offset = 0;
-    this.filter = { label: "", split: "" };
+    // Filters and page live in the URL: a reload or a shared link shows the same images.
+    const url = new URLSearchParams(window.location.search);
+    this.filter = { label: url.get("unlabeled") === "true" ? UNLABELED : url.get("label") || "", split: url.get("split") || "" };
+    this.offset = Math.max(0, (Number(url.get("page")) || 1) - 1) * PAGE_SIZE;
+    this.matching = null; // {ids, total} once "select all N matching" was chosen
     this.selected = new Set();
     this.anchor = null;
     this.loadToken = 0;
@@ -39,13 +43,29 @@ export class Gallery {
       button.addEventListener("click", () => this.moveSelected(button.dataset.split));
     }
     this.list.addEventListener("keydown", (event) => this.onGridKey(event));
+    this.splitFilter.value = this.filter.split;
+    document.getElementById("viewer-prev").addEventListener("click", () => this.step(-1));
+    document.getElementById("viewer-next").addEventListener("click", () => this.step(1));
+    this.viewer.addEventListener("keydown", (event) => {
+      if (event.key === "ArrowLeft" || event.key === "ArrowRight") {
+        event.preventDefault();
+        this.step(event.key === "ArrowLeft" ? -1 : 1);
+      }
+    });
     document.addEventListener("keydown", (event) => this.onShortcut(event));
   }
 
   /** Labels changed (created, renamed, counts): refresh the filter and the assign buttons. */
+  /** While a drop is still sending, an empty gallery says so instead of "No images yet". */
+  setUploading(on) {
+    if (this.uploading === on) return;
+    this.uploading = on;
+    if (!this.items?.length) this.render();
+  }
+
   setLabels(labels) {
     this.labels = labels;
-    const current = this.labelFilter.value;
+    const current = this.filter.label;
     replace(this.labelFilter,
       h("option", { value: "" }, "All labels"),
       h("option", { value: UNLABELED }, "Unlabelled"),
@@ -65,16 +85,33 @@ export class Gallery {
     return this.load();
   }
 
-  query() {
-    const params = new URLSearchParams({ limit: String(PAGE_SIZE), offset: String(this.offset) });
+  filterParams() {
+    const params = new URLSearchParams();
     if (this.filter.label === UNLABELED) params.set("unlabeled", "true");
     else if (this.filter.label) params.set("label", this.filter.label);
     if (this.filter.split) params.set("split", this.filter.split);
+    return params;
+  }
+
+  query() {
+    const params = this.filterParams();
+    params.set("limit", String(PAGE_SIZE));
+    params.set("offset", String(this.offset));
     return params.toString();
+  }
+
+  writeUrl() {
+    const params = this.filterParams();
+    const page = Math.floor(this.offset / PAGE_SIZE) + 1;
+    if (page > 1) params.set("page", String(page));
+    const search = params.toString();
+    const url = `${window.location.pathname}${search ? `?${search}` : ""}${window.location.hash}`;
+    if (url !== window.location.pathname + window.location.search + window.location.hash) window.history.replaceState(null, "", url);
   }
 
   async load() {
     const token = ++this.loadToken;
+    this.writeUrl();
     this.list.setAttribute("aria-busy", "true");
     try {
       const page = await api(`/projects/${this.projectId}/images?${this.query()}`);
@@ -103,12 +140,17 @@ export class Gallery {
     const focusedIndex = this.focusedIndex();
     if (!this.items.length) {
       const filtered = this.filter.label || this.filter.split;
-      replace(this.list, h("li", { class: "gallery-empty" },
-        icon("image", "icon icon-xl"),
-        h("p", {}, filtered ? "No images match this filter." : "No images yet."),
-        h("p", { class: "muted small" }, filtered
-          ? "Choose “All labels” and “All splits” to see everything."
-          : "Drop a folder of pictures above: one sub-folder per label.")));
+      replace(this.list, this.uploading && !filtered
+        ? h("li", { class: "gallery-empty gallery-uploading", id: "gallery-uploading" },
+          h("span", { class: "pulse", "aria-hidden": "true" }),
+          h("p", {}, "Uploading…"),
+          h("p", { class: "muted small" }, "Pictures appear here as the server accepts them."))
+        : h("li", { class: "gallery-empty" },
+          icon("image", "icon icon-xl"),
+          h("p", {}, filtered ? "No images match this filter." : "No images yet."),
+          h("p", { class: "muted small" }, filtered
+            ? "Choose “All labels” and “All splits” to see everything."
+            : "Drop a folder of pictures above: one sub-folder per label.")));
     } else {
       replace(this.list, this.items.map((item, index) => this.tile(item, index)));
     }
@@ -168,7 +210,11 @@ export class Gallery {
     this.selectPage.checked = n > 0 && n === this.items.length;
     this.selectPage.indeterminate = n > 0 && n < this.items.length;
     if (!n) return;
-    replace(document.getElementById("selection-count"), `${plural(n, "image")} selected`);
+    const more = !this.matching && n === this.items.length && this.total > this.items.length;
+    replace(document.getElementById("selection-count"), `${plural(n, "image")} selected`,
+      this.matching ? h("span", { class: "muted small" }, " (all matching the filter)") : null,
+      more ? h("button", { type: "button", class: "btn btn-sm btn-link", id: "select-matching",
+        onclick: () => this.selectMatching() }, `Select all ${this.total.toLocaleString()} matching`) : null);
     const buttons = this.labels.map((label, index) =>
       h("button", { type: "button", class: "btn btn-sm label-btn", onclick: () => this.assign(label.name),
         title: index < 9 ? `Press ${index + 1}` : null },
@@ -205,11 +251,25 @@ export class Gallery {
   }
 
   selectAll(on) {
+    this.matching = null;
     this.selected = new Set(on ? this.items.map((item) => item.id) : []);
     this.syncSelection();
   }
 
+  /** Every image the filter matches, on every page (the server resolves the filter). */
+  async selectMatching() {
+    try {
+      this.matching = await api(`/projects/${this.projectId}/images/ids?${this.filterParams()}`);
+    } catch (error) {
+      toast(error.message, "error");
+      return;
+    }
+    this.selected = new Set(this.matching.ids);
+    this.syncSelection();
+  }
+
   clearSelection(sync = true) {
+    this.matching = null;
     this.selected.clear();
     this.anchor = null;
     if (sync) this.syncSelection();
@@ -271,26 +331,25 @@ export class Gallery {
     }
   }
 
-  async patchSelected(change, message) {
+  /** Relabel or move the selection; the toast offers Undo (the server remembers how they were). */
+  async patchSelected(change) {
     const ids = [...this.selected];
     if (!ids.length) return;
+    this.clearSelection(false);
     try {
-      await api(`/projects/${this.projectId}/images`, { method: "PATCH", json: { ids, ...change } });
-      toast(message(ids.length), "success");
-      this.clearSelection(false);
-      await Promise.all([this.load(), this.onChanged?.()]);
+      await applyFix(this.projectId, { ids, ...change, source: "gallery" },
+        { onChanged: () => Promise.all([this.load(), this.onChanged?.()]) });
     } catch (error) {
       toast(error.message, "error");
     }
   }
 
   assign(labelName) {
-    return this.patchSelected({ label: labelName }, (n) =>
-      labelName ? `${plural(n, "image")} labelled “${labelName}”.` : `Label removed from ${plural(n, "image")}.`);
+    return this.patchSelected({ label: labelName });
   }
 
   moveSelected(split) {
-    return this.patchSelected({ split }, (n) => `${plural(n, "image")} moved to ${SPLIT_NAMES[split].toLowerCase()}.`);
+    return this.patchSelected({ split });
   }
 
   async deleteSelected() {
@@ -312,13 +371,32 @@ export class Gallery {
     }
   }
 
+  /** The previous or next image of the gallery, turning the page at its ends. */
+  async step(delta) {
+    let index = this.items.findIndex((item) => item.id === this.viewing) + delta;
+    if (index < 0 || index >= this.items.length) {
+      const offset = this.offset + (index < 0 ? -PAGE_SIZE : PAGE_SIZE);
+      if (offset < 0 || offset >= this.total) return;
+      this.offset = offset;
+      this.clearSelection(false);
+      await this.load();
+      index = index < 0 ? this.items.length - 1 : 0;
+    }
+    if (this.items[index]) this.view(this.items[index]);
+  }
+
   view(item) {
+    this.viewing = item.id;
+    const position = this.offset + this.items.findIndex((i) => i.id === item.id) + 1;
+    replace(document.getElementById("viewer-position"), `${position.toLocaleString()} of ${this.total.toLocaleString()}`);
+    document.getElementById("viewer-prev").disabled = position <= 1;
+    document.getElementById("viewer-next").disabled = position >= this.total;
     const img = document.getElementById("viewer-img");
     img.src = `/api/images/${item.id}/file`;
     img.alt = item.filename;
     const facts = [item.label || "Unlabelled", item.split ? SPLIT_NAMES[item.split] : null,
       item.width && item.height ? `${item.width}×${item.height}` : null].filter(Boolean);
     replace(document.getElementById("viewer-caption"), h("strong", {}, item.filename), " · ", facts.join(" · "));
-    this.viewer.showModal();
+    if (!this.viewer.open) this.viewer.showModal();
   }
 }

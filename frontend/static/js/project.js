@@ -2,12 +2,13 @@
 
 import { api } from "./api.js";
 import { h, icon, replace } from "./dom.js";
-import { plural, SPLIT_NAMES } from "./format.js";
+import { dateTime, MODE_NAMES, percent, plural, SPLIT_NAMES } from "./format.js";
 import { Gallery } from "./gallery.js";
 import { HealthCard } from "./health.js";
+import { UploadHistory } from "./history.js";
 import { RunsTable } from "./runs.js";
 import { TrainDialog } from "./train.js";
-import { closable, confirmDialog, promptDialog, showError, toast } from "./ui.js";
+import { closable, confirmDialog, copyButton, promptDialog, showError, toast } from "./ui.js";
 import { filesFromDrop, filesFromInput, UploadJob } from "./upload.js";
 
 const app = document.getElementById("project-app");
@@ -28,7 +29,11 @@ const runs = new RunsTable({
   section: document.getElementById("runs-section"),
   tbody: document.querySelector("#runs-table tbody"),
   live: document.getElementById("runs-live"),
+  compareLink: document.getElementById("compare-runs"),
+  onChange: () => refreshDeployed(),
 });
+const history = new UploadHistory({ projectId, section: document.getElementById("upload-history") });
+let uploading = 0; // drops still sending: their labels are not short of pictures, only not done
 closable(document.getElementById("image-viewer"));
 
 async function refreshProject() {
@@ -39,6 +44,7 @@ async function refreshProject() {
     return;
   }
   renderHeader();
+  renderDeployed();
   renderLabels();
   renderSplits();
   renderReadiness();
@@ -55,7 +61,35 @@ function renderHeader() {
   document.getElementById("dropzone").classList.toggle("is-compact", project.image_count > 0);
 }
 
+let deployedKey = null;
+
+function refreshDeployed() {
+  // A run deployed or deleted elsewhere changes the card: re-read the project when runs change.
+  const key = JSON.stringify(runs.runs.map((r) => [r.id, r.deployed]));
+  if (deployedKey !== null && key !== deployedKey) refreshProject();
+  deployedKey = key;
+}
+
+function renderDeployed() {
+  const section = document.getElementById("deployed-card");
+  const model = project.deployed;
+  section.hidden = !model;
+  if (!model) return;
+  const url = `${window.location.origin}${model.predict_url}`;
+  replace(section,
+    h("div", { class: "card-head" },
+      h("h2", { id: "deployed-title" }, "Deployed model"),
+      h("a", { class: "btn btn-sm", href: `/runs/${model.run_id}` }, "Open its run")),
+    h("p", {}, h("strong", { class: "deployed-name" }, model.name || `Run #${model.run_id}`), " · ",
+      `${MODE_NAMES[model.mode] || model.mode} · `, h("span", { class: "mono" }, model.backbone),
+      model.accuracy === null ? "" : ` · ${percent(model.accuracy)} accuracy`,
+      h("span", { class: "muted small" }, ` · deployed ${dateTime(model.deployed_at)}`)),
+    h("p", { class: "muted small" }, "Your apps send pictures to this address; it keeps working when you deploy another run."),
+    h("div", { class: "endpoint" }, h("code", { id: "deployed-endpoint" }, `POST ${url}`), copyButton(`curl -H "Authorization: Bearer $AUTODL_TOKEN" -F file=@picture.jpg ${url}`, "Copy a curl command")));
+}
+
 function labelWarning(label) {
+  if (uploading) return null;
   const needed = project.readiness.min_images_per_label;
   if (label.count < needed) {
     return h("p", { class: "label-warning is-bad" }, icon("alert"),
@@ -164,8 +198,8 @@ function renderSplits() {
 function renderReadiness() {
   // The server applies the rule a run applies when it starts.
   const { ready, blocker } = project.readiness;
-  document.getElementById("train-button").disabled = !ready;
-  showError(document.getElementById("train-hint"), blocker);
+  document.getElementById("train-button").disabled = !ready || uploading > 0;
+  showError(document.getElementById("train-hint"), uploading ? null : blocker);
 }
 
 async function uploadItems(items) {
@@ -174,18 +208,23 @@ async function uploadItems(items) {
     return;
   }
   let pending = null;
+  uploading += 1;
+  gallery.setUploading(true);
   const job = new UploadJob({
     projectId,
     items,
     container: document.getElementById("uploads"),
     onBatchDone: () => {
       // Refresh counts while a long upload runs, at most every 1.5 s.
-      if (!pending) pending = setTimeout(() => { pending = null; refreshProject(); }, 1500);
+      // The gallery too, so the pictures show up while the rest is still sending.
+      if (!pending) pending = setTimeout(() => { pending = null; refreshProject(); gallery.load(); }, 1500);
     },
     onFinished: async () => {
       clearTimeout(pending);
       pending = null;
-      await Promise.all([refreshProject(), gallery.load(), health.refresh()]);
+      uploading = Math.max(0, uploading - 1);
+      gallery.setUploading(uploading > 0);
+      await Promise.all([refreshProject(), gallery.load(), health.refresh(), history.refresh()]);
     },
   });
   await job.start();
@@ -270,4 +309,5 @@ document.getElementById("filter-label").addEventListener("change", renderLabels)
 setUpDropping();
 refreshProject().then(() => gallery.load());
 runs.refresh();
+history.refresh();
 health.refresh();

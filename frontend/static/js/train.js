@@ -2,6 +2,7 @@
 
 import { api } from "./api.js";
 import { h, replace } from "./dom.js";
+import { roughDuration } from "./format.js";
 import { showError } from "./ui.js";
 
 const DEFAULT_BACKBONE = "tf_efficientnet_lite0";
@@ -46,15 +47,38 @@ export class TrainDialog {
 
   async loadBackbones() {
     try {
-      const backbones = await api("/backbones");
+      const [backbones, estimates] = await Promise.all([
+        api("/backbones"),
+        api(`/projects/${this.projectId}/estimates?epochs=${this.values().epochs}`).catch(() => null),
+      ]);
       this.loaded = true;
-      const usable = (b) => b.weights !== "unavailable";
-      const preferred = backbones.find((b) => b.name === DEFAULT_BACKBONE && usable(b)) || backbones.find(usable);
-      replace(this.table, backbones.map((b) => this.row(b, b === preferred)));
+      this.estimates = estimates;
+      const usable = backbones.filter((b) => b.weights !== "unavailable");
+      const others = backbones.filter((b) => b.weights === "unavailable");
+      const preferred = usable.find((b) => b.name === DEFAULT_BACKBONE) || usable[0];
+      // The ones that can train here first; the rest behind "more", not struck through.
+      replace(this.table, usable.length
+        ? usable.map((b) => this.row(b, b === preferred))
+        : h("tr", {}, h("td", { colspan: 6, class: "muted" }, "No backbone has weights on this server.")));
+      const more = document.getElementById("more-backbones");
+      more.hidden = !others.length;
+      replace(document.getElementById("more-backbones-summary"), `${others.length} more ${others.length === 1 ? "backbone" : "backbones"} without weights here`);
+      replace(document.querySelector("#more-backbone-table tbody"), others.map((b) => this.row(b, false)));
       this.sync();
     } catch (error) {
       replace(this.table, h("tr", {}, h("td", { colspan: 6, class: "notice notice-error" }, error.message)));
     }
+  }
+
+  /** Seconds this mode would take with this backbone here, or null when never measured. */
+  estimate(mode, backbone) {
+    const measured = this.estimates?.backbones?.[backbone];
+    if (!measured) return null;
+    if (mode === "linear") return measured.linear_s;
+    if (mode !== "finetune" || measured.finetune_s === null) return null;
+    // Epochs scale the training part; the probe it starts from stays.
+    const probe = measured.linear_s || 0;
+    return probe + (measured.finetune_s - probe) * (this.values().epochs / this.estimates.epochs);
   }
 
   row(backbone, checked) {
@@ -68,8 +92,8 @@ export class TrainDialog {
       h("td", {}, h("label", { for: id, class: "mono" }, backbone.name),
         h("div", { class: "muted small", id: `${id}-notes` }, reason)),
       h("td", { class: "num" }, `${backbone.params_m}M`),
-      h("td", { class: "num" }, `${backbone.input_size}px`),
       h("td", { class: "num" }, backbone.imagenet_top1 ? `${backbone.imagenet_top1.toFixed(1)}%` : "—"),
+      h("td", { class: "num time-here", dataset: { backbone: backbone.name } }, "—"),
       h("td", {}, h("span", { class: `pill pill-${weights.tone}`, title: weights.hint }, weights.text)));
   }
 
@@ -88,7 +112,17 @@ export class TrainDialog {
     document.getElementById("head-field").hidden = mode === "finetune";
     document.getElementById("epochs-field").hidden = mode !== "finetune";
     const words = { linear: "Quick training", finetune: "Fine-tuning", auto: "Auto (may pick another backbone)" };
-    replace(this.summary, `${words[mode]} with ${backbone}`);
+    const seconds = this.estimate(mode, backbone);
+    replace(this.summary, `${words[mode]} with ${backbone}`, seconds === null ? "" : `: about ${roughDuration(seconds)} on this server`);
+    for (const key of ["linear", "finetune"]) {
+      const value = this.estimate(key, backbone);
+      replace(document.getElementById(`estimate-${key}`), value === null ? "" : `· about ${roughDuration(value)}`);
+    }
+    for (const cell of this.dialog.querySelectorAll(".time-here")) {
+      const value = this.estimate(mode === "auto" ? "linear" : mode, cell.dataset.backbone);
+      replace(cell, value === null ? "not measured" : roughDuration(value));
+      cell.title = value === null ? "No run with this backbone has been measured on this server yet" : "From earlier runs on this server, for this project's images";
+    }
   }
 
   async submit() {

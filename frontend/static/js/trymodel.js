@@ -18,6 +18,9 @@ export function tryModelCard(run) {
   const predict = async (file) => {
     if (!file) return;
     const preview = h("img", { class: "try-preview", alt: file.name, src: URL.createObjectURL(file) });
+    // A file the browser cannot draw gets a plain placeholder, not a broken-image icon.
+    preview.addEventListener("error", () => preview.replaceWith(
+      h("div", { class: "try-preview try-preview-missing", title: file.name }, icon("image"))));
     replace(result, h("div", { class: "try-row" }, preview, h("p", { class: "muted" }, "Asking the model…")));
     const form = new FormData();
     form.append("file", file, file.name);

@@ -1,6 +1,6 @@
 // Toasts and small modal dialogs built on <dialog> (focus trap and Esc come with it).
 
-import { h, replace } from "./dom.js";
+import { h, icon, replace } from "./dom.js";
 
 export function toast(message, kind = "info", timeoutMs = 4000) {
   const region = document.getElementById("toasts");
@@ -23,10 +23,10 @@ function modal({ title, body, actions }) {
 }
 
 /** Ask before something destructive; resolves true when confirmed. */
-export function confirmDialog({ title, message, confirmLabel = "Delete", danger = true }) {
+export function confirmDialog({ title, message, confirmLabel = "Delete", cancelLabel = "Cancel", danger = true }) {
   return new Promise((resolve) => {
     const ok = h("button", { class: `btn ${danger ? "btn-danger" : "btn-primary"}`, value: "ok" }, confirmLabel);
-    const cancel = h("button", { class: "btn btn-ghost", value: "cancel", autofocus: true }, "Cancel");
+    const cancel = h("button", { class: "btn btn-ghost", value: "cancel", autofocus: true }, cancelLabel);
     const dialog = modal({ title, body: h("p", {}, message), actions: [cancel, ok] });
     dialog.addEventListener("close", () => {
       resolve(dialog.returnValue === "ok");
@@ -67,4 +67,19 @@ export function showError(el, message) {
   if (!el) return;
   if (message) replace(el, message);
   el.hidden = !message;
+}
+
+/** A button that copies ``text`` to the clipboard and says so. */
+export function copyButton(text, label = "Copy") {
+  return h("button", { type: "button", class: "btn btn-sm btn-ghost copy", "aria-label": label, title: label,
+    onclick: async (event) => {
+      const button = event.currentTarget;
+      try {
+        await navigator.clipboard.writeText(text);
+        button.dataset.copied = "true";
+        toast("Copied to the clipboard.");
+      } catch {
+        toast("The browser did not allow copying; select the text instead.", "error");
+      }
+    } }, icon("copy"), h("span", {}, "Copy"));
 }

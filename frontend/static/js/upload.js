@@ -5,6 +5,7 @@
 import { uploadForm } from "./api.js";
 import { h, icon, replace } from "./dom.js";
 import { bytes, plural } from "./format.js";
+import { countAccepted, splitTable } from "./history.js";
 
 const MAX_BATCH_FILES = 25;
 const MAX_BATCH_BYTES = 20 * 1000 * 1000;
@@ -106,6 +107,7 @@ export class UploadJob {
     this.batches = makeBatches(items);
     this.totalBytes = this.batches.reduce((sum, batch) => sum + batch.bytes, 0);
     this.report = { accepted: [], duplicates: [], rejected: [] };
+    this.key = newUploadKey();
     this.onBatchDone = onBatchDone;
     this.onFinished = onFinished;
     this.requests = new Set();
@@ -146,6 +148,7 @@ export class UploadJob {
     try {
       const form = new FormData();
       for (const item of batch.files) form.append("files", item.file, item.path);
+      form.append("upload", this.key);
       if (this.cancelled) throw new Error("Upload cancelled.");
       request = uploadForm(`/projects/${this.projectId}/images`, form, (loaded, total) => {
         // The request is a little larger than the files (multipart headers): scale to file bytes.
@@ -278,14 +281,14 @@ export class UploadJob {
 }
 
 function acceptedSummary(accepted) {
-  const byLabel = new Map();
-  for (const item of accepted) {
-    const key = item.label || "";
-    byLabel.set(key, (byLabel.get(key) || 0) + 1);
-  }
-  const chips = [...byLabel.entries()].sort((a, b) => b[1] - a[1]).map(([label, n]) =>
-    h("span", { class: `chip${label ? "" : " chip-muted"}` }, label || "no label", h("span", { class: "chip-count" }, n)));
-  return h("div", { class: "upload-accepted" }, h("span", { class: "muted small" }, "Added by label"), chips);
+  return h("div", { class: "upload-accepted" }, h("span", { class: "muted small" }, "Added by label and split"),
+    splitTable(countAccepted(accepted)));
+}
+
+/** A key shared by the requests of one drop: the history shows them as one upload. */
+function newUploadKey() {
+  if (window.crypto?.randomUUID) return window.crypto.randomUUID();
+  return `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 12)}`;
 }
 
 function fileList({ title, items, kind, describe, open = false }) {
