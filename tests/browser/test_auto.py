@@ -50,6 +50,7 @@ def test_run_page_names_the_backbones_auto_trained(new_session, hymenoptera: Pat
 
     # Each score in its own column and unit: accuracy in %, log loss in nats.
     table = page.locator("#decision-table")
+    table.locator("thead th").first.wait_for()
     headers = table.locator("thead th").all_inner_texts()
     assert "CV accuracy (%)" in headers and "CV log loss (nats)" in headers
     loss_column = headers.index("CV log loss (nats)")
