@@ -16,9 +16,8 @@ pytestmark = pytest.mark.slow
 
 
 def test_embedded_default_uploads_trains_and_predicts(tmp_path: Path, hymenoptera: Path) -> None:
-    """A new server as a new user meets it: its own empty embedding cache, so the first run
-    featurizes every picture (with the suite's shared cache, an earlier test may have cached
-    them all and the stage would rightly be skipped)."""
+    """A new server as a new user meets it, with its own empty embedding cache: every picture
+    is featurized once, by the data doctor examining the upload or by the run."""
     archive = hymenoptera_zip(hymenoptera)
     with live_server(tmp_path / "data", AUTODL_CACHE_DIR=str(tmp_path / "cache")) as (server, _):
         health = server.client().get("/api/health").json()
