@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from backend.runs.models import RunMode
 from backend.runs.schemas import EpochRecord
+from worker.ml.errors import NotEnoughData
 from worker.modes import MODES, get_mode
 from worker.modes.auto import ScaledReporter, train_auto
-from worker.modes.base import UnknownMode
+from worker.modes.base import Example, UnknownMode
+from worker.modes.embeddings import require_trained_labels
 from worker.modes.finetune import train_finetune
 from worker.modes.linear import train_linear
 
@@ -75,3 +79,13 @@ def test_scaled_reporter_maps_a_sub_steps_progress_onto_its_share_of_the_run() -
         ("items", 5, 10, 0.5, 0.9, True),
         ("stage", "evaluating", 0.9, None),
     ]
+
+
+def test_a_label_only_in_validation_is_named_before_any_training() -> None:
+    def example(i: int, label: str, split: str) -> Example:
+        return Example(i, f"{i:064x}", Path(f"{i}.jpg"), f"{i}.jpg", label, split)
+
+    train = [example(1, "ants", "train"), example(2, "bees", "train")]
+    require_trained_labels(train, [example(3, "ants", "val")])
+    with pytest.raises(NotEnoughData, match=r"'wasps'.*Move some of their images"):
+        require_trained_labels(train, [example(4, "wasps", "val"), example(5, "bees", "val")])

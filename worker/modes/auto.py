@@ -42,7 +42,7 @@ from worker.modes.base import (
     register_mode,
     weights_used,
 )
-from worker.modes.embeddings import embed_examples, labels_of
+from worker.modes.embeddings import embed_examples, labels_of, require_trained_labels
 from worker.modes.finetune import train_finetune
 
 if TYPE_CHECKING:
@@ -275,13 +275,7 @@ def train_auto(
     train, plain_tr, flip_tr = data.rows("train")
     val, plain_va, flip_va = data.rows("val")
     test, plain_te, flip_te = data.rows("test")
-    missing = sorted(set(labels_of(val)) - set(labels_of(train)))
-    if missing:
-        raise NotEnoughData(
-            "These labels have validation images but no training images: "
-            + ", ".join(repr(m) for m in missing)
-            + ". Move some of their images to the train split."
-        )
+    require_trained_labels(train, val)
 
     reporter.stage("training", FEATURIZE_SPAN[1])
     fit_started = time.perf_counter()

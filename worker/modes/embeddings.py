@@ -59,6 +59,17 @@ def split_arrays(
     return [examples[i] for i in idx], X[idx]
 
 
+def require_trained_labels(train: list[Example], val: list[Example]) -> None:
+    """Every label with validation images must have training images too."""
+    missing = sorted(set(labels_of(val)) - set(labels_of(train)))
+    if missing:
+        raise NotEnoughData(
+            "These labels have validation images but no training images: "
+            + ", ".join(repr(m) for m in missing)
+            + ". Move some of their images to the train split."
+        )
+
+
 def labels_of(examples: list[Example]) -> list[str]:
     return [e.label for e in examples]
 
@@ -102,12 +113,6 @@ def embed_splits(
     train, X_train = split_arrays(kept, X, "train")
     val, X_val = split_arrays(kept, X, "val")
     test, X_test = split_arrays(kept, X, "test")
-    missing = sorted(set(labels_of(val)) - set(labels_of(train)))
-    if missing:
-        raise NotEnoughData(
-            "These labels have validation images but no training images: "
-            + ", ".join(repr(m) for m in missing)
-            + ". Move some of their images to the train split."
-        )
+    require_trained_labels(train, val)
     reporter.check_cancel()
     return EmbeddedSplits(train, X_train, val, X_val, test, X_test, embedded, featurize_s)
