@@ -19,7 +19,7 @@ import time
 import zipfile
 from pathlib import Path
 
-from bench.train_linear import DATASET, free_port, timed_run, wait_for_exports
+from bench.train_linear import DATASET, serving, signed_in, timed_run, wait_for_exports
 
 DATASETS = DATASET.parent
 TARGET_S = 300.0
@@ -47,58 +47,27 @@ def zip_of(files: list[tuple[Path, str]]) -> bytes:
 
 
 def main() -> int:
-    import signal
-    import subprocess
     import tempfile
 
-    import httpx
-
     files = pictures()
-    repo = Path(__file__).resolve().parents[1]
-    with tempfile.TemporaryDirectory() as tmp:
-        port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AUTODL_")}
-        env.update(AUTODL_DATA_DIR=str(Path(tmp) / "data"), AUTODL_SECRET_KEY="bench")
-        server = subprocess.Popen(
-            [sys.executable, "-m", "backend.cli", "serve", "--port", str(port),
-             "--log-level", "warning"],
-            cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )  # fmt: skip
-        try:
-            url = f"http://127.0.0.1:{port}"
-            for _ in range(480):
-                try:
-                    if httpx.get(f"{url}/api/health", timeout=5).json()["worker"]["alive"]:
-                        break
-                except (httpx.HTTPError, KeyError, ValueError):
-                    pass
-                time.sleep(0.5)
-            token = httpx.post(
-                f"{url}/api/auth/signup", json={"email": "b@example.com", "password": "benchmark"}
-            ).json()["token"]
-            api = httpx.Client(
-                base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=1800
-            )
-            pid = api.post("/api/projects", json={"name": "auto-time"}).json()["id"]
-            report = api.post(
-                f"/api/projects/{pid}/images",
-                files=[("files", ("p.zip", zip_of(files), "application/zip"))],
-            ).json()
-            load_before = os.getloadavg()[0]
-            quick_s, quick = timed_run(api, pid, "tf_efficientnet_lite0", "logreg", server.pid)
-            wait_for_exports(api, quick["id"])
-            load_start = os.getloadavg()[0]
-            started = time.perf_counter()
-            run = api.post(
-                f"/api/projects/{pid}/runs",
-                json={"mode": "auto", "backbone": "tf_efficientnet_lite0"},
-            ).json()
-            auto_s, auto = _wait(api, run["id"], started)
-            load_end = os.getloadavg()[0]
-        finally:
-            os.killpg(server.pid, signal.SIGTERM)
-            server.wait(timeout=60)
+    with tempfile.TemporaryDirectory() as tmp, serving(Path(tmp) / "data") as (url, server):
+        api = signed_in(url, timeout_s=1800)
+        pid = api.post("/api/projects", json={"name": "auto-time"}).json()["id"]
+        report = api.post(
+            f"/api/projects/{pid}/images",
+            files=[("files", ("p.zip", zip_of(files), "application/zip"))],
+        ).json()
+        load_before = os.getloadavg()[0]
+        quick_s, quick = timed_run(api, pid, "tf_efficientnet_lite0", "logreg", server.pid)
+        wait_for_exports(api, quick["id"])
+        load_start = os.getloadavg()[0]
+        started = time.perf_counter()
+        run = api.post(
+            f"/api/projects/{pid}/runs",
+            json={"mode": "auto", "backbone": "tf_efficientnet_lite0"},
+        ).json()
+        auto_s, auto = _wait(api, run["id"], started)
+        load_end = os.getloadavg()[0]
 
     m = auto.get("metrics") or {}
     print(

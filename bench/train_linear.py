@@ -28,6 +28,8 @@ import sys
 import tempfile
 import time
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -50,6 +52,53 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@contextmanager
+def serving(
+    data_dir: Path, timeout_s: float = 240, **env_extra: str
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """``autodl serve`` (embedded Redis, SQLite, one worker) on a free port with ``data_dir``,
+    once it is ready (database, broker and a worker's heartbeat); its URL and process."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTODL_")}
+    env.update(AUTODL_DATA_DIR=str(data_dir), AUTODL_SECRET_KEY="bench", **env_extra)
+    command = ["serve", "--port", str(port), "--log-level", "warning"]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "backend.cli", *command],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                if httpx.get(f"{url}/api/health/ready", timeout=5).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the server did not become ready in {timeout_s:.0f} s")
+            time.sleep(0.5)
+        yield url, server
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=60)
+
+
+def signed_in(url: str, timeout_s: float = 600) -> httpx.Client:
+    """A client of a new account on the server at ``url``."""
+    body = {"email": "b@example.com", "password": "bench correct horse staple"}
+    signup = httpx.post(f"{url}/api/auth/signup", json=body)
+    assert signup.status_code == 201, signup.text
+    token = signup.json()["token"]
+    return httpx.Client(
+        base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=timeout_s
+    )
 
 
 def server_cpu_s(server_pid: int) -> float:
@@ -120,78 +169,39 @@ def main() -> int:
         sys.exit(f"dataset not found at {DATASET}")
     files = sorted(p for p in DATASET.rglob("*") if p.is_file())
 
-    with tempfile.TemporaryDirectory() as tmp:
-        port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AUTODL_")}
-        env.update(AUTODL_DATA_DIR=str(Path(tmp) / "data"), AUTODL_SECRET_KEY="bench")
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "backend.cli",
-                "serve",
-                "--port",
-                str(port),
-                "--log-level",
-                "warning",
-            ],
-            cwd=REPO,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
+    with tempfile.TemporaryDirectory() as tmp, serving(Path(tmp) / "data") as (url, server):
+        api = signed_in(url)
+        warmup = api.post("/api/projects", json={"name": "warm-up"}).json()["id"]
+        few = [
+            sorted((DATASET / split / label).iterdir())[-1]
+            for split in ("train", "val")
+            for label in ("ants", "bees")
+        ]
+        api.post(
+            f"/api/projects/{warmup}/images",
+            files=[("files", ("w.zip", zip_of(few), "application/zip"))],
         )
-        try:
-            url = f"http://127.0.0.1:{port}"
-            for _ in range(240):
-                try:
-                    if httpx.get(f"{url}/api/health", timeout=5).json()["worker"]["alive"]:
-                        break
-                except (httpx.HTTPError, KeyError, ValueError):
-                    pass
-                time.sleep(0.5)
-            token = httpx.post(
-                f"{url}/api/auth/signup",
-                json={"email": "b@example.com", "password": "bench correct horse staple"},
-            ).json()["token"]
-            api = httpx.Client(
-                base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=600
-            )
+        warm_up_s, _ = timed_run(api, warmup, args.backbone, args.head, server.pid)
 
-            warmup = api.post("/api/projects", json={"name": "warm-up"}).json()["id"]
-            few = [
-                sorted((DATASET / split / label).iterdir())[-1]
-                for split in ("train", "val")
-                for label in ("ants", "bees")
-            ]
-            api.post(
-                f"/api/projects/{warmup}/images",
-                files=[("files", ("w.zip", zip_of(few), "application/zip"))],
-            )
-            warm_up_s, _ = timed_run(api, warmup, args.backbone, args.head, server.pid)
-
-            pid = api.post("/api/projects", json={"name": "hymenoptera"}).json()["id"]
-            started = time.perf_counter()
-            report = api.post(
-                f"/api/projects/{pid}/images",
-                files=[("files", ("h.zip", zip_of(files), "application/zip"))],
-            ).json()
-            upload_s = time.perf_counter() - started
-            cold_s, cold = timed_run(api, pid, args.backbone, args.head, server.pid)
-            wait_for_exports(api, cold["id"])  # the worker finishes them before the next run
-            warms = []
-            for _ in range(args.warm):
-                warms.append(timed_run(api, pid, args.backbone, args.head, server.pid))
-                warm = warms[-1][1]
-                extras_s = wait_for_exports(api, warm["id"])
-            if args.model_card:
-                bundle = api.get(f"/api/runs/{warm['id']}/artifacts/bundle").content
-                with zipfile.ZipFile(io.BytesIO(bundle)) as archive:
-                    card = next(n for n in archive.namelist() if n.endswith("MODEL_CARD.md"))
-                    args.model_card.write_bytes(archive.read(card))
-        finally:
-            os.killpg(server.pid, signal.SIGTERM)
-            server.wait(timeout=30)
+        pid = api.post("/api/projects", json={"name": "hymenoptera"}).json()["id"]
+        started = time.perf_counter()
+        report = api.post(
+            f"/api/projects/{pid}/images",
+            files=[("files", ("h.zip", zip_of(files), "application/zip"))],
+        ).json()
+        upload_s = time.perf_counter() - started
+        cold_s, cold = timed_run(api, pid, args.backbone, args.head, server.pid)
+        wait_for_exports(api, cold["id"])  # the worker finishes them before the next run
+        warms = []
+        for _ in range(args.warm):
+            warms.append(timed_run(api, pid, args.backbone, args.head, server.pid))
+            warm = warms[-1][1]
+            extras_s = wait_for_exports(api, warm["id"])
+        if args.model_card:
+            bundle = api.get(f"/api/runs/{warm['id']}/artifacts/bundle").content
+            with zipfile.ZipFile(io.BytesIO(bundle)) as archive:
+                card = next(n for n in archive.namelist() if n.endswith("MODEL_CARD.md"))
+                args.model_card.write_bytes(archive.read(card))
 
     load = os.getloadavg()[0]
     print(

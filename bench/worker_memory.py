@@ -12,18 +12,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import httpx
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_linear import DATASET, REPO, free_port, timed_run, wait_for_exports, zip_of
+from train_linear import DATASET, serving, signed_in, timed_run, wait_for_exports, zip_of
 
 MB = 1024 * 1024
 
@@ -37,63 +34,30 @@ def worker_processes(server: psutil.Process) -> tuple[psutil.Process, list[psuti
 
 def measure(limit_mb: int, backbone: str, idle_s: float) -> dict[str, float]:
     files = sorted(p for p in DATASET.rglob("*") if p.is_file())
-    with tempfile.TemporaryDirectory() as tmp:
-        port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AUTODL_")}
-        env.update(
-            AUTODL_DATA_DIR=str(Path(tmp) / "data"),
-            AUTODL_SECRET_KEY="bench",
-            AUTODL_WORKER_MAX_MEMORY_MB=str(limit_mb),
+    extra = {"AUTODL_WORKER_MAX_MEMORY_MB": str(limit_mb)}
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        serving(Path(tmp) / "data", 120, **extra) as (url, server),
+    ):
+        main, pool = worker_processes(psutil.Process(server.pid))
+        before = sum(p.memory_info().rss for p in pool) / MB
+        api = signed_in(url)
+        pid = api.post("/api/projects", json={"name": "memory"}).json()["id"]
+        api.post(
+            f"/api/projects/{pid}/images",
+            files=[("files", ("h.zip", zip_of(files), "application/zip"))],
         )
-        server = subprocess.Popen(
-            [sys.executable, "-m", "backend.cli", "serve", "--port", str(port)],
-            cwd=REPO,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        try:
-            url = f"http://127.0.0.1:{port}"
-            for _ in range(240):
-                try:
-                    if httpx.get(f"{url}/api/health/ready", timeout=5).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                time.sleep(0.5)
-            else:
-                raise RuntimeError("the server did not become ready in 120 s")
-            main, pool = worker_processes(psutil.Process(server.pid))
-            before = sum(p.memory_info().rss for p in pool) / MB
-            signup = httpx.post(
-                f"{url}/api/auth/signup",
-                json={"email": "b@example.com", "password": "correct horse battery"},
-            )
-            assert signup.status_code == 201, signup.text
-            token = signup.json()["token"]
-            api = httpx.Client(
-                base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=600
-            )
-            pid = api.post("/api/projects", json={"name": "memory"}).json()["id"]
-            api.post(
-                f"/api/projects/{pid}/images",
-                files=[("files", ("h.zip", zip_of(files), "application/zip"))],
-            )
-            seconds, final = timed_run(api, pid, backbone, "logreg")
-            wait_for_exports(api, final["id"])
-            time.sleep(idle_s)
-            main, pool = worker_processes(psutil.Process(server.pid))
-            return {
-                "pool_before_mb": before,
-                "pool_after_mb": sum(p.memory_info().rss for p in pool) / MB,
-                "main_mb": main.memory_info().rss / MB,
-                "run_s": seconds,
-                "status": final.get("status") == "succeeded",
-            }
-        finally:
-            os.killpg(server.pid, signal.SIGTERM)
-            server.wait(timeout=30)
+        seconds, final = timed_run(api, pid, backbone, "logreg")
+        wait_for_exports(api, final["id"])
+        time.sleep(idle_s)
+        main, pool = worker_processes(psutil.Process(server.pid))
+        return {
+            "pool_before_mb": before,
+            "pool_after_mb": sum(p.memory_info().rss for p in pool) / MB,
+            "main_mb": main.memory_info().rss / MB,
+            "run_s": seconds,
+            "status": final.get("status") == "succeeded",
+        }
 
 
 def main() -> int:
