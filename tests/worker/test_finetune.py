@@ -85,6 +85,17 @@ def test_augmentation_levels_give_input_sized_tensors(tmp_path) -> None:  # type
         assert tuple(x.shape) == (3, 96, 96) and x.dtype == torch.float32
 
 
+
+@pytest.mark.parametrize(
+    ("per_class", "gpu", "budget", "expected", "words"),
+    [
+        (150, True, None, True, "GPU"),
+        (20, True, None, False, "smallest label has 20"),
+        (150, False, None, False, "no GPU"),
+        (20, False, 10_000.0, True, "time budget allows"),
+        (150, True, 5.0, False, "time budget leaves 5 s"),
+    ],
+)
 def test_auto_fine_tunes_only_when_worth_it(
     per_class: int, gpu: bool, budget: float | None, expected: bool, words: str
 ) -> None:
