@@ -85,7 +85,6 @@ def test_augmentation_levels_give_input_sized_tensors(tmp_path) -> None:  # type
         assert tuple(x.shape) == (3, 96, 96) and x.dtype == torch.float32
 
 
-
 @pytest.mark.parametrize(
     ("per_class", "gpu", "budget", "expected", "words"),
     [
