@@ -11,7 +11,7 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -207,22 +207,13 @@ def compose_classifier_onnx(
     graph with the head's dense layers and a softmax appended (milliseconds, not the
     tens of seconds a fresh export takes). Verified against ``head.predict_proba``."""
     import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import TensorProto, helper
 
     model = onnx.load(str(features_path))
     graph = model.graph
     features = graph.output[0].name
     x = features
-    for i, layer in enumerate(head.layers):
-        weight = numpy_helper.from_array(layer.weight.T.astype(np.float32), f"head_{i}_weight")
-        bias = numpy_helper.from_array(layer.bias.astype(np.float32), f"head_{i}_bias")
-        graph.initializer.extend([weight, bias])
-        graph.node.append(helper.make_node("MatMul", [x, weight.name], [f"head_{i}_matmul"]))
-        graph.node.append(helper.make_node("Add", [f"head_{i}_matmul", bias.name], [f"head_{i}"]))
-        x = f"head_{i}"
-        if layer.relu:
-            graph.node.append(helper.make_node("Relu", [x], [f"{x}_relu"]))
-            x = f"{x}_relu"
+    x = append_head(graph, head, x, "head")
     graph.node.append(helper.make_node("Softmax", [x], ["probabilities"], axis=-1))
     batch = graph.output[0].type.tensor_type.shape.dim[0].dim_param or "batch"
     del graph.output[:]
@@ -394,16 +385,7 @@ def compose_ensemble_onnx(
             if len(parts) > 1
             else helper.make_node("Identity", parts, [x])
         )
-        for i, layer in enumerate(member.head.layers):
-            w = numpy_helper.from_array(layer.weight.T.astype(np.float32), f"m{j}_w{i}")
-            b = numpy_helper.from_array(layer.bias.astype(np.float32), f"m{j}_b{i}")
-            graph.initializer.extend([w, b])
-            graph.node.append(helper.make_node("MatMul", [x, w.name], [f"m{j}_mm{i}"]))
-            graph.node.append(helper.make_node("Add", [f"m{j}_mm{i}", b.name], [f"m{j}_z{i}"]))
-            x = f"m{j}_z{i}"
-            if layer.relu:
-                graph.node.append(helper.make_node("Relu", [x], [f"{x}_relu"]))
-                x = f"{x}_relu"
+        x = append_head(graph, member.head, x, f"m{j}_head")
         weight = numpy_helper.from_array(np.array(member.weight, dtype=np.float32), f"m{j}_weight")
         graph.initializer.append(weight)
         graph.node.append(helper.make_node("Softmax", [x], [f"m{j}_p"], axis=-1))
@@ -447,3 +429,22 @@ def _onnxruntime_multi(path: Path) -> Callable[[Sequence[np.ndarray]], np.ndarra
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     names = [i.name for i in session.get_inputs()]
     return lambda xs: np.asarray(session.run(None, dict(zip(names, xs, strict=True)))[0])
+
+
+def append_head(graph: Any, head: TrainedHead, x: str, prefix: str) -> str:
+    """The head's dense layers (and ReLUs) appended to an ONNX graph after tensor ``x``, names
+    starting with ``prefix``; returns the logits' tensor name."""
+    from onnx import helper, numpy_helper
+
+    for i, layer in enumerate(head.layers):
+        name = f"{prefix}_{i}"
+        weight = numpy_helper.from_array(layer.weight.T.astype(np.float32), f"{name}_weight")
+        bias = numpy_helper.from_array(layer.bias.astype(np.float32), f"{name}_bias")
+        graph.initializer.extend([weight, bias])
+        graph.node.append(helper.make_node("MatMul", [x, weight.name], [f"{name}_matmul"]))
+        graph.node.append(helper.make_node("Add", [f"{name}_matmul", bias.name], [name]))
+        x = name
+        if layer.relu:
+            graph.node.append(helper.make_node("Relu", [x], [f"{x}_relu"]))
+            x = f"{x}_relu"
+    return x
