@@ -113,6 +113,11 @@ def server_cpu_s(server_pid: int) -> float:
     return total
 
 
+def pool_pids(server_pid: int) -> set[int]:
+    """The server's child processes' ids (a pool process replaced shows up as a new id)."""
+    return {proc.pid for proc in psutil.Process(server_pid).children(recursive=True)}
+
+
 def quiesce(server_pid: int, timeout: float = 300) -> None:
     """Wait until the server's processes use (almost) no CPU for a second."""
     deadline = time.monotonic() + timeout
@@ -130,6 +135,7 @@ def timed_run(
 ) -> tuple[float, dict]:
     quiesce(server_pid)
     cpu = server_cpu_s(server_pid)
+    before = pool_pids(server_pid)
     started = time.perf_counter()
     run = api.post(
         f"/api/projects/{pid}/runs",
@@ -146,6 +152,7 @@ def timed_run(
                 break
     seconds = time.perf_counter() - started
     final["cpu_s"] = server_cpu_s(server_pid) - cpu
+    final["new_processes"] = len(pool_pids(server_pid) - before)
     final["load"] = os.getloadavg()[0]
     return seconds, final
 
@@ -215,7 +222,7 @@ def main() -> int:
     )
     print(
         f"{'run':<6} {'target s':>9} {'measured s':>11} {'server CPU s':>13} {'load':>6} "
-        f"{'featurized':>11} {'accuracy':>9}"
+        f"{'featurized':>11} {'accuracy':>9} {'new procs':>9}"
     )
     runs = [("cold", cold_s, cold)] + [("warm", s, final) for s, final in warms]
     for name, seconds, final in runs:
@@ -223,7 +230,8 @@ def main() -> int:
         print(
             f"{name:<6} {TARGETS[name]:>9.1f} {seconds:>11.1f} {final['cpu_s']:>13.2f} "
             f"{final['load']:>6.1f} "
-            f"{m.get('featurized', {}).get('computed', '?'):>11} {m.get('accuracy', 0):>9.3f}"
+            f"{m.get('featurized', {}).get('computed', '?'):>11} {m.get('accuracy', 0):>9.3f} "
+            f"{final['new_processes']:>9}"
         )
         print(f"       timings: {m.get('timings')}")
     print(f"TorchScript + bundle ready {extras_s:.1f} s after the warm run ended")
