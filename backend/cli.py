@@ -594,7 +594,9 @@ def print_health(report: dict) -> None:
 def add_download(commands: Subparsers) -> None:
     download = commands.add_parser("download", help="download a run's model")
     download.add_argument("run", type=int)
-    download.add_argument("--format", default="onnx", choices=["onnx", "torchscript", "bundle"])
+    download.add_argument(
+        "--format", default="onnx", choices=["onnx", "torchscript", "onnx-int8", "bundle"]
+    )
     download.add_argument("--output", "-o", default=".")
     download.set_defaults(func=cmd_download)
 

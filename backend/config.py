@@ -62,6 +62,10 @@ class Settings(BaseSettings):
     cookie_secure: bool = False
 
     hf_offline: bool = True
+    # How a CPU worker featurizes training images: "measure" uses the fastest path that keeps
+    # the answers (bf16, int8), measured once per backbone and machine on a run's images
+    # (worker/ml/precision.py); "f32" always runs float32 ONNX Runtime.
+    cpu_runtime: Literal["measure", "f32"] = "measure"
     # A run whose worker has not written its row for this long is recovered (requeued once,
     # then failed); see backend/runs/transitions.py.
     worker_heartbeat_timeout_s: int = 90

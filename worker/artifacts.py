@@ -1,5 +1,6 @@
-"""A succeeded run's model files: the verified ONNX classifier, then TorchScript and the
-bundle, each listed as an Artifact row only once complete and checked."""
+"""A succeeded run's model files: the verified ONNX classifier, then TorchScript, an int8
+copy of the ONNX model and the bundle, each listed as an Artifact row only once complete and
+checked."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -15,14 +17,24 @@ from backend.config import Settings
 from backend.db import session_scope, utcnow
 from backend.runs import transitions
 from backend.runs.models import Artifact, Run
-from backend.runs.schemas import RunMetrics
-from backend.storage import file_sha256, publish_run_file
+from backend.runs.schemas import Int8Report, RunMetrics
+from backend.storage import atomic_path, file_sha256, publish_run_file
 from worker.modes.base import Example, Outcome
+
+if TYPE_CHECKING:
+    from backend.inference.predictor import OnnxClassifier
 
 log = logging.getLogger(__name__)
 
 PARITY_ATOL = 1e-3
 PARITY_SAMPLE = 16
+INT8_CALIBRATION = 64  # training images the int8 copy's activation ranges are measured on
+# The int8 copy quantises the backbone's convolutions and the head's products; the softmax
+# stays float, so its probabilities are not rounded to 1/256.
+INT8_OPS = ("Conv", "MatMul", "Gemm")
+EVAL_BATCH = 32
+
+Built = tuple[Artifact, dict[str, Any]]  # the file's row, and what it adds to the metrics
 
 
 @dataclass(frozen=True)
@@ -105,30 +117,34 @@ def ensemble_graphs(settings: Settings, outcome: Outcome) -> list[Path]:
 def export_extra_artifacts(
     paths: ArtifactPaths, examples: list[Example], outcome: Outcome, metrics: RunMetrics
 ) -> None:
-    """TorchScript and the bundle of a succeeded run, each listed once verified. A failure
-    is recorded in the metrics (the run keeps its verified ONNX model)."""
-    builders: dict[str, Callable[[ArtifactPaths, list[Example], Outcome], Artifact]] = {
+    """TorchScript, the int8 ONNX copy and the bundle of a succeeded run, each listed once
+    verified. A failure is recorded in the metrics (the run keeps its verified ONNX model)."""
+    builders: dict[str, Callable[[ArtifactPaths, list[Example], Outcome], Built]] = {
         "torchscript": _torchscript,
+        "onnx-int8": _int8,
         "bundle": _bundle,
     }
     for fmt, build in builders.items():
         artifact: Artifact | None
         errors = dict(metrics.export_errors)
+        added: dict[str, Any] = {}
         try:
-            artifact = build(paths, examples, outcome)
+            artifact, added = build(paths, examples, outcome)
         except Exception as exc:
             log.exception("run %s: %s export failed", paths.run_id, fmt)
             errors[fmt] = f"{type(exc).__name__}: {exc}"
             artifact = None
         pending = [f for f in metrics.exports_pending if f != fmt]
-        metrics = metrics.model_copy(update={"exports_pending": pending, "export_errors": errors})
+        metrics = metrics.model_copy(
+            update={"exports_pending": pending, "export_errors": errors, **added}
+        )
         with session_scope() as session:
             if artifact is not None:
                 session.add(artifact)
             transitions.record_exports(session, paths.run_id, metrics)
 
 
-def _torchscript(paths: ArtifactPaths, examples: list[Example], outcome: Outcome) -> Artifact:
+def _torchscript(paths: ArtifactPaths, examples: list[Example], outcome: Outcome) -> Built:
     from worker.ml.export import export_torchscript
 
     target = paths.folder / "model.torchscript.pt"
@@ -141,10 +157,72 @@ def _torchscript(paths: ArtifactPaths, examples: list[Example], outcome: Outcome
         target,
         metadata=paths.metadata(outcome),
     )
-    return artifact_row(paths.run_id, "torchscript", target, f"{paths.stem}.torchscript.pt")
+    return artifact_row(paths.run_id, "torchscript", target, f"{paths.stem}.torchscript.pt"), {}
 
 
-def _bundle(paths: ArtifactPaths, examples: list[Example], outcome: Outcome) -> Artifact:
+def _int8(paths: ArtifactPaths, examples: list[Example], outcome: Outcome) -> Built:
+    """An int8 copy of the verified ONNX classifier (static QDQ, calibrated on the run's
+    training images), with its validation accuracy next to the fp32 model's on the same
+    images."""
+    import onnx
+
+    from backend.inference.predictor import OnnxClassifier
+    from worker.ml.precision import quantize_int8
+
+    source, target = paths.folder / "model.onnx", paths.folder / "model.int8.onnx"
+    fp32 = OnnxClassifier(source)
+    train = [e for e in examples if e.split == "train"]
+    chosen = train[:: max(1, len(train) // INT8_CALIBRATION)][:INT8_CALIBRATION]
+    calibration = _batches(fp32, chosen, batch=8)
+    with atomic_path(target) as tmp:
+        quantize_int8(source, [feeds for feeds, _ in calibration], tmp, op_types=INT8_OPS)
+        model = onnx.load(str(tmp))
+        del model.metadata_props[:]
+        for key, value in {**fp32.metadata, "precision": "int8"}.items():
+            model.metadata_props.add(key=key, value=value)
+        onnx.save(model, str(tmp))
+    int8 = OnnxClassifier(target)
+    index = {name: i for i, name in enumerate(fp32.labels)}
+    truth, answers, answers_fp32 = [], [], []
+    for feeds, rows in _batches(fp32, outcome.val_examples, batch=EVAL_BATCH):
+        truth += [index[e.label] for e in rows]
+        answers += list(int8.predict_arrays(*feeds.values()).argmax(1))
+        answers_fp32 += list(fp32.predict_arrays(*feeds.values()).argmax(1))
+    y, got, ref = np.array(truth), np.array(answers), np.array(answers_fp32)
+    report = Int8Report(
+        size_bytes=target.stat().st_size,
+        fp32_size_bytes=source.stat().st_size,
+        accuracy=float(np.mean(got == y)),
+        fp32_accuracy=float(np.mean(ref == y)),
+        agreement=float(np.mean(got == ref)),
+        n_val=len(y),
+        calibration_images=sum(len(rows) for _, rows in calibration),
+    )
+    row = artifact_row(paths.run_id, "onnx-int8", target, f"{paths.stem}.int8.onnx")
+    return row, {"int8": report}
+
+
+def _batches(
+    classifier: OnnxClassifier, examples: list[Example], batch: int
+) -> list[tuple[dict[str, np.ndarray], list[Example]]]:
+    """The classifier's feeds (one array per input) for the readable ``examples``, in
+    batches, with the examples of each."""
+    readable: list[tuple[list[np.ndarray], Example]] = []
+    for example in examples:
+        try:
+            readable.append((classifier.preprocess_all([example.path]), example))
+        except Exception:  # unreadable: the run left it out too
+            continue
+    names = [name for name, _ in classifier.inputs]
+    out = []
+    for start in range(0, len(readable), batch):
+        part = readable[start : start + batch]
+        feeds = {n: np.concatenate([arrays[i] for arrays, _ in part]) for i, n in enumerate(names)}
+        out.append((feeds, [e for _, e in part]))
+    return out
+
+
+def _bundle(paths: ArtifactPaths, examples: list[Example], outcome: Outcome) -> Built:
     from backend.inference.predictor import OnnxClassifier
     from backend.runs.usage import ModelFacts, bundle_readme
     from worker.ml.bundle import build_bundle
@@ -203,7 +281,7 @@ def _bundle(paths: ArtifactPaths, examples: list[Example], outcome: Outcome) -> 
         expected=outcome.val_proba[0],
         root=paths.stem,
     )
-    return artifact_row(paths.run_id, "bundle", target, f"{paths.stem}.zip")
+    return artifact_row(paths.run_id, "bundle", target, f"{paths.stem}.zip"), {}
 
 
 def verify_export(onnx_path: Path, outcome: Outcome) -> None:

@@ -113,7 +113,17 @@ def _how_it_was_made(facts: CardFacts) -> list[str]:
         f"- Input: RGB, {_sizes(facts)}, "
         f"normalized with mean {list(facts.mean)} and std {list(facts.std)} "
         "(`predict.py` does this for you)",
+        *_featurized(facts),
         f"- Trained: {facts.trained_at:%Y-%m-%d %H:%M} UTC with autodl {__version__}",
+    ]
+
+
+def _featurized(facts: CardFacts) -> list[str]:
+    """Which runtime and precision computed the embeddings the classifier learnt from."""
+    return [
+        f"- Features of `{backbone}`: training pictures with {used.train}, validation and "
+        f"test pictures with {used.held_out} (as this model runs); {used.reason}"
+        for backbone, used in facts.metrics.runtimes.items()
     ]
 
 

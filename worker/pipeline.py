@@ -8,6 +8,7 @@ in ``worker/artifacts.py``.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import socket
@@ -31,6 +32,7 @@ from worker.ml.errors import Cancelled, MLError, NotEnoughData
 from worker.ml.evaluate import check_trainable, stratified_split
 from worker.modes import get_mode
 from worker.modes.base import Example, ModeContext, Outcome
+from worker.modes.embeddings import runtimes_used
 from worker.progress import RunReporter
 
 log = logging.getLogger(__name__)
@@ -101,8 +103,11 @@ def train(lease: Lease, settings: Settings, reporter: RunReporter) -> None:
         options = RunOptions.model_validate(run.options)
     strategy = get_mode(mode)
     examples = load_examples(lease.run_id, options, settings)
-    outcome = strategy(
-        examples, options, reporter, ModeContext(backbone, settings, options.pretrained)
+    context = ModeContext(backbone, settings, options.pretrained)
+    outcome = strategy(examples, options, reporter, context)
+    runtimes = runtimes_used(context)
+    outcome = dataclasses.replace(
+        outcome, metrics=outcome.metrics.model_copy(update={"runtimes": runtimes})
     )
     reporter.check_cancel()
     store_outcome(lease, examples, outcome, settings, reporter)
@@ -184,7 +189,7 @@ def store_outcome(
                 **outcome.metrics.timings,
                 "export_s": round(time.perf_counter() - started, 3),
             },
-            "exports_pending": ["torchscript", "bundle"],
+            "exports_pending": ["torchscript", "onnx-int8", "bundle"],
         }
     )
     reporter.check_cancel()

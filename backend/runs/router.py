@@ -33,6 +33,7 @@ backbones_router = APIRouter(tags=["backbones"])
 
 MEDIA_TYPES = {
     "onnx": "application/octet-stream",
+    "onnx-int8": "application/octet-stream",
     "torchscript": "application/octet-stream",
     "bundle": "application/zip",
     "openvino": "application/zip",

@@ -158,6 +158,51 @@ class WeightsUsed(Contract):
     digest: str
 
 
+class RuntimeUsed(Contract):
+    """How the CPU featurized one backbone's images in a run. Training images take the path
+    measured fastest without losing accuracy on this machine (bf16, int8 or fp32);
+    validation and test images are always fp32, as the exported model runs them, so the
+    scores shown are the downloaded model's."""
+
+    train: str  # runtime and precision: "openvino bf16", "onnxruntime int8", "onnxruntime f32"
+    held_out: str
+    reason: str
+    measured_in_run: bool = False  # this run made the once-per-machine measurement
+    measured_at: str | None = None
+
+
+class Int8Report(Contract):
+    """The optional int8 ONNX download (static QDQ, calibrated on the run's training images)
+    against the fp32 model, both run on the same validation images."""
+
+    size_bytes: int
+    fp32_size_bytes: int
+    accuracy: float
+    fp32_accuracy: float
+    agreement: float  # fraction of the validation images both models answer alike
+    n_val: int
+    calibration_images: int
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def change_points(self) -> float:
+        """Validation accuracy of int8 minus fp32's, in percentage points (one decimal)."""
+        return round(100 * (self.accuracy - self.fp32_accuracy), 1)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def summary(self) -> str:
+        """What the run page prints, e.g. "int8: 2.1x smaller, val accuracy 95.4 % (-0.7 pt
+        vs fp32)" (with a true minus sign)."""
+        change, ratio = self.change_points, self.fp32_size_bytes / self.size_bytes
+        sign = "\u2212" if change < 0 else "+"
+        size = f"{ratio:.1f}x smaller" if ratio >= 1 else f"{1 / ratio:.1f}x larger"
+        return (
+            f"int8: {size}, val accuracy {100 * self.accuracy:.1f} % "
+            f"({sign}{abs(change):.1f} pt vs fp32)"
+        )
+
+
 class HeadReport(Contract):
     """The classifier head a linear probe trained, and how it was chosen."""
 
@@ -247,6 +292,8 @@ class RunMetrics(Evaluation):
     linear_probe: LinearProbeReport | None = None
     model: TrainedModel | None = None
     ensemble: EnsembleReport | None = None
+    runtimes: dict[str, RuntimeUsed] = Field(default_factory=dict)  # per backbone
+    int8: Int8Report | None = None  # the int8 ONNX download, once made
 
     @model_validator(mode="before")
     @classmethod

@@ -104,6 +104,15 @@ def test_rename_deploy_rerun_compare_and_delete_runs(new_session, hymenoptera: P
     assert "## " in page.request.get(card_href).text()
     screenshot(page, "run-deploy-help")
 
+    # The optional int8 download says what it costs in accuracy, as the API measured it, and
+    # the download area says which runtime and precision computed the features.
+    int8 = page.locator('#downloads a[data-format="onnx-int8"]')
+    expect(int8).to_contain_text("pt vs fp32", timeout=EXPORTS_TIMEOUT_MS)
+    expect(int8).to_contain_text(
+        api_call(page, "GET", f"/runs/{first_id}")["metrics"]["int8"]["summary"]
+    )
+    expect(page.locator("#runtimes-used")).to_contain_text("validation images with onnxruntime f32")
+
     # Train again with the same settings: a new run, same mode, backbone and name.
     clicked = time.monotonic()
     page.click("#rerun")

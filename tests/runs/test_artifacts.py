@@ -40,7 +40,7 @@ def test_every_format_downloads_with_its_checksum_and_the_bundle_runs_anywhere(
 ) -> None:
     run = finished_run
     artifacts = {a["format"]: a for a in run["artifacts"]}
-    assert set(artifacts) == {"onnx", "torchscript", "bundle"}
+    assert set(artifacts) == {"onnx", "torchscript", "onnx-int8", "bundle"}
     blobs = {}
     for fmt, artifact in artifacts.items():
         response = client.get(artifact["url"], headers=user.headers)
@@ -149,3 +149,49 @@ def check_batch_predict(
         headers=user.headers,
     ).json()
     assert len(several["results"]) == 3
+
+
+def test_the_int8_download_loads_and_its_accuracy_change_is_recomputed(
+    client: TestClient, user: ApiUser, finished_run: dict, hymenoptera: Path, tmp_path: Path
+) -> None:
+    """The optional int8 copy is a real QDQ graph onnxruntime loads, and the accuracy change
+    the run page prints is what both downloads score on the run's validation images."""
+    import onnx
+
+    from backend.inference.predictor import OnnxClassifier
+
+    run = finished_run
+    artifacts = {a["format"]: a for a in run["artifacts"]}
+    files = {}
+    for fmt in ("onnx", "onnx-int8"):
+        response = client.get(artifacts[fmt]["url"], headers=user.headers)
+        assert response.status_code == 200
+        assert hashlib.sha256(response.content).hexdigest() == artifacts[fmt]["sha256"]
+        files[fmt] = tmp_path / f"{fmt}.onnx"
+        files[fmt].write_bytes(response.content)
+    ops = {node.op_type for node in onnx.load(str(files["onnx-int8"])).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    assert "QuantizeLinear" not in {n.op_type for n in onnx.load(str(files["onnx"])).graph.node}
+
+    stored = _stored(client, user, run)
+    pictures = {p.name: p for p in (hymenoptera / "val").rglob("*.jpg")}
+    names = sorted(stored)
+
+    def accuracy(path: Path) -> float:
+        answers = OnnxClassifier(path).predict([pictures[name] for name in names])
+        hits = [a["label"] == stored[n]["true_label"] for a, n in zip(answers, names, strict=True)]
+        return float(np.mean(hits))
+
+    int8, fp32 = accuracy(files["onnx-int8"]), accuracy(files["onnx"])
+    report = run["metrics"]["int8"]
+    assert report["n_val"] == len(names) == 20
+    assert report["accuracy"] == pytest.approx(int8) and report["fp32_accuracy"] == pytest.approx(
+        fp32
+    )
+    change = round(100 * (int8 - fp32), 1)
+    assert report["change_points"] == change
+    sign = "\u2212" if change < 0 else "+"
+    assert (
+        f"val accuracy {100 * int8:.1f} % ({sign}{abs(change):.1f} pt vs fp32)" in report["summary"]
+    )
+    assert report["size_bytes"] == artifacts["onnx-int8"]["size_bytes"]

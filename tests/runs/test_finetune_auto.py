@@ -99,7 +99,7 @@ def test_auto_run_combines_the_backbones_explains_why_and_exports_the_whole_ense
         a["format"]: a
         for a in client.get(f"/api/runs/{run['id']}/artifacts", headers=user.headers).json()
     }
-    assert set(artifacts) == {"onnx", "torchscript", "bundle"}
+    assert set(artifacts) == {"onnx", "torchscript", "onnx-int8", "bundle"}
     slug = "+".join(model["backbones"])
     assert all(slug in a["filename"] for a in artifacts.values())
     bundle = client.get(artifacts["bundle"]["url"], headers=user.headers).content

@@ -165,7 +165,7 @@ def test_linear_run_on_hymenoptera_end_to_end(
     predictions = client.get(f"/api/runs/{run['id']}/predictions", headers=user.headers).json()
     assert len(predictions["items"]) == 153
     artifacts = client.get(f"/api/runs/{run['id']}/artifacts", headers=user.headers).json()
-    assert [a["format"] for a in artifacts] == ["onnx", "torchscript", "bundle"]
+    assert [a["format"] for a in artifacts] == ["onnx", "torchscript", "onnx-int8", "bundle"]
     download = client.get(artifacts[0]["url"], headers=user.headers)  # the ONNX file
     assert download.status_code == 200
     assert "attachment" in download.headers["content-disposition"]

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from backend.inference.preprocess import Preprocess, load_image
-from backend.storage import atomic_path, fetch_cached, share_cached
+from backend.storage import atomic_path, fetch_cached, file_sha256, share_cached
 from worker.ml.backbones import check_backbone_name, create_backbone
 from worker.ml.device import resolve_device
 from worker.ml.errors import Cancelled
@@ -38,9 +38,10 @@ log = logging.getLogger(__name__)
 
 Runtime = Literal["auto", "openvino", "onnxruntime", "torch"]
 Runner = Callable[[np.ndarray], np.ndarray]
-# OpenVINO's inference precision. Set explicitly: on CPUs with AMX or AVX512-BF16 OpenVINO
-# otherwise runs in bfloat16 (embeddings then differ from ONNX Runtime's by ~0.3).
-Precision = Literal["f32", "bf16", "f16"]
+# OpenVINO's inference precision, or "int8": ONNX Runtime on a statically quantised copy of
+# the feature graph (worker/ml/precision.py). Set explicitly: on CPUs with AMX or AVX512-BF16
+# OpenVINO otherwise runs in bfloat16 (embeddings then differ from ONNX Runtime's by ~0.3).
+Precision = Literal["f32", "bf16", "f16", "int8"]
 # Preference order on CPU. On the 2-core benchmark machine ONNX Runtime measured as fast
 # as or faster than OpenVINO on the same graph (docs/benchmarks.md).
 CPU_RUNTIMES: tuple[str, ...] = ("onnxruntime", "openvino")
@@ -58,7 +59,7 @@ class EmbeddingResult:
     seconds: float
     failed: list[str] = field(default_factory=list)
     runtime: str = ""
-    precision: str = "f32"  # OpenVINO's inference precision ("f32" for every other runtime)
+    precision: str = "f32"  # "bf16" (OpenVINO), "int8" (a quantised graph) or "f32"
     # The cached pooled-feature ONNX graph, when one exists (CPU featurization makes it).
     feature_graph: Path | None = None
 
@@ -73,11 +74,12 @@ def cache_key(
     weights: WeightsInfo,
     preprocess: Preprocess,
     hflip: bool = False,
-    precision: Precision = "f32",
+    precision: str = "f32",
 ) -> str:
     """Name of the cache folder for embeddings of one backbone, weights, preprocessing,
     view (``hflip``: the preprocessed image mirrored left-right) and inference precision
-    (features computed in bfloat16 differ from float32 ones, so they are cached apart)."""
+    (features computed in bfloat16 differ from float32 ones, so they are cached apart; an
+    int8 graph's precision names the graph: ``int8-<its digest>``)."""
     spec: dict[str, object] = {
         "backbone": backbone,
         "weights": weights.digest,
@@ -88,6 +90,23 @@ def cache_key(
     if precision != "f32":  # likewise absent for float32
         spec["precision"] = precision
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def embedding_cache(
+    cache_dir: Path,
+    backbone: str,
+    weights: WeightsInfo,
+    preprocess: Preprocess,
+    hflip: bool = False,
+    precision: Precision = "f32",
+    quantized_graph: Path | None = None,
+) -> EmbeddingCache:
+    """The cache of one backbone, view and precision (an int8 graph's key names its digest)."""
+    key_precision: str = precision
+    if precision == "int8":
+        assert quantized_graph is not None
+        key_precision = f"int8-{file_sha256(quantized_graph)[:16]}"
+    return EmbeddingCache(cache_dir, cache_key(backbone, weights, preprocess, hflip, key_precision))
 
 
 class EmbeddingCache:
@@ -107,6 +126,10 @@ class EmbeddingCache:
             return np.load(self._path(sha))
         except (FileNotFoundError, ValueError, OSError):
             return None  # absent, or damaged: recompute and overwrite
+
+    def has(self, sha: str) -> bool:
+        """Whether this worker holds ``sha``'s vector (no fetch from object storage)."""
+        return self._path(sha).exists()
 
     def put(self, sha: str, vector: np.ndarray) -> None:
         with atomic_path(self._path(sha)) as tmp, tmp.open("wb") as f:
@@ -308,6 +331,7 @@ def embed_images(
     hflip: bool = False,
     pretrained: bool = True,
     precision: Precision = "f32",
+    quantized_graph: Path | None = None,
 ) -> EmbeddingResult:
     """Pooled backbone features of ``items`` ((sha256, path) pairs), cached on disk.
 
@@ -318,10 +342,16 @@ def embed_images(
     ``progress(done, total)`` is called after each batch, ``should_stop()`` before each
     (raising Cancelled); unreadable images are skipped and listed in ``failed``.
     Without ``pretrained`` the backbone has create_backbone's seeded random weights.
-    ``precision`` other than ``f32`` runs OpenVINO at that precision (``runtime`` must be
-    ``auto`` or ``openvino``); its embeddings are cached under their own key.
+    ``precision`` ``bf16`` or ``f16`` runs OpenVINO at that precision (``runtime`` must be
+    ``auto`` or ``openvino``); ``int8`` runs ONNX Runtime on ``quantized_graph`` (a copy of
+    the backbone's feature graph made by ``precision.quantize_int8``). Embeddings of each
+    precision (and of each int8 graph) are cached under their own key.
     """
-    if precision != "f32":
+    if precision == "int8":
+        if quantized_graph is None or runtime not in ("auto", "onnxruntime"):
+            raise ValueError("precision 'int8' needs ONNX Runtime and a quantized_graph")
+        runtime = "onnxruntime"
+    elif precision != "f32":
         if runtime not in ("auto", "openvino"):
             raise ValueError(f"precision {precision!r} needs OpenVINO, not {runtime!r}")
         runtime = "openvino"
@@ -329,7 +359,7 @@ def embed_images(
     threads = threads or os.cpu_count() or 1
     net = _Backbone(backbone, cache_dir, weights_dir, offline, pretrained)
     pp, weights = net.facts.preprocess, net.weights
-    cache = EmbeddingCache(cache_dir, cache_key(backbone, weights, pp, hflip, precision))
+    cache = embedding_cache(cache_dir, backbone, weights, pp, hflip, precision, quantized_graph)
     unique: dict[str, str | Path] = dict(items)
     vectors, todo = cache.split(unique)
     n_cached = len(vectors)
@@ -340,7 +370,16 @@ def embed_images(
     used = ""
     if todo:
         used, run = _make_runner(
-            net, backbone, weights, pp, cache_dir, device, runtime, threads, precision
+            net,
+            backbone,
+            weights,
+            pp,
+            cache_dir,
+            device,
+            runtime,
+            threads,
+            precision,
+            quantized_graph,
         )
         if hflip:
             run = _mirrored(run)
@@ -436,6 +475,7 @@ def _make_runner(
     runtime: Runtime,
     threads: int,
     precision: Precision = "f32",
+    quantized_graph: Path | None = None,
 ) -> tuple[str, Runner]:
     """Pick and build the inference runtime: PyTorch on CUDA, an ONNX runtime on CPU (the
     network is built only to export its graph the first time, never once it is cached)."""
@@ -445,6 +485,8 @@ def _make_runner(
     if runtime == "torch":
         torch.set_num_threads(threads)
         return "torch", _torch_runner(net.model, device)
+    if precision == "int8" and quantized_graph is not None:
+        return "onnxruntime", _cpu_runner(str(quantized_graph), "onnxruntime", threads)
     path = _onnx_path(cache_dir, backbone, weights, pp)
     if not fetch_cached(path, cache_dir):
         path = feature_onnx(net.model, backbone, weights, pp, cache_dir)

@@ -8,7 +8,7 @@ A mode is a function ``(examples, options, reporter, context) -> Outcome`` regis
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
     from worker.ml.ensemble import Ensemble
     from worker.ml.heads import TrainedHead
+    from worker.ml.precision import RuntimeChoice
     from worker.ml.weights import WeightsInfo
 
 
@@ -89,11 +90,14 @@ class Reporter(Protocol):
 @dataclass(frozen=True)
 class ModeContext:
     """What a mode needs besides images and options: the backbone asked for, the settings,
-    and whether the backbone starts from pretrained weights (every step uses the same)."""
+    and whether the backbone starts from pretrained weights (every step uses the same).
+    ``runtimes`` holds the CPU path each backbone's training images took in this run, chosen
+    once per run (worker/modes/embeddings.py)."""
 
     backbone: str
     settings: Settings
     pretrained: bool = True
+    runtimes: dict[str, RuntimeChoice] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -1,19 +1,31 @@
-"""Embeddings of a run's images, per split: the first step of every mode."""
+"""Embeddings of a run's images, per split: the first step of every mode.
+
+Validation and test images are featurized in float32, as the exported model runs them, so a
+run's scores are its downloaded model's. Training images take the CPU path measured fastest
+for the backbone on this machine without losing accuracy (``precision.choose_path``); the
+first run with enough images makes that measurement on its own pictures, after featurizing
+them in float32 (which it needs anyway). Each precision has its own embedding-cache key, so
+one run's training features are all of one precision.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from backend.runs.schemas import FeaturizedCounts, WeightsUsed
+from backend.runs.schemas import FeaturizedCounts, RuntimeUsed, WeightsUsed
 from worker.ml.errors import NotEnoughData
 from worker.modes.base import Example, ModeContext, Reporter, weights_used
 
 if TYPE_CHECKING:
+    from backend.config import Settings
     from worker.ml.features import EmbeddingResult
+    from worker.ml.precision import FeaturePath, RuntimeChoice
 
 FEATURIZE_SPAN = (0.02, 0.85)
 
@@ -30,26 +42,176 @@ def embed_examples(
 ) -> tuple[list[Example], np.ndarray, EmbeddingResult]:
     """Embeddings of ``examples`` (cached ones are reused); unreadable images are dropped.
     With ``hflip``, those of the mirrored images (cached apart). The stage is named by
-    ``detail``, the backbone by default."""
+    ``detail``, the backbone by default. The training images' path is chosen once per run
+    and backbone (``context.runtimes``), so both views of one run share it."""
     from worker.ml.features import embed_images
+    from worker.ml.precision import FP32
 
     settings = context.settings
-    reporter.stage("featurizing", span[0], images_total=len(examples), detail=detail or backbone)
-    result = embed_images(
-        [(e.sha256, e.path) for e in examples],
-        backbone,
-        cache_dir=settings.cache_dir,
-        weights_dir=settings.weights_dir,
-        offline=settings.hf_offline,
-        pretrained=context.pretrained,
-        progress=lambda done, total: reporter.items(done, total, *span),
-        should_stop=reporter.should_stop,
-        hflip=hflip,
-    )
-    reporter.items(len(examples), len(examples), *span, force=True)
+    total = len(examples)
+    reporter.stage("featurizing", span[0], images_total=total, detail=detail or backbone)
+    held = [e for e in examples if e.split != "train"]
+    train = [e for e in examples if e.split == "train"]
+
+    def embed(part: list[Example], before: int, path: FeaturePath) -> EmbeddingResult:
+        fast = path.runtime == "openvino" or path.precision != "f32"
+        return embed_images(
+            [(e.sha256, e.path) for e in part],
+            backbone,
+            cache_dir=settings.cache_dir,
+            weights_dir=settings.weights_dir,
+            offline=settings.hf_offline,
+            pretrained=context.pretrained,
+            progress=lambda done, _: reporter.items(before + done, total, *span),
+            should_stop=reporter.should_stop,
+            hflip=hflip,
+            runtime=path.runtime if fast else "auto",  # type: ignore[arg-type]
+            precision=path.precision,
+            quantized_graph=path.quantized_graph,
+        )
+
+    held_out = embed(held, 0, FP32)
+    choice = context.runtimes.get(backbone)
+    if choice is None:
+        choice = _choice(backbone, held_out, settings)
+        if choice is not None and choice.path != FP32:
+            choice = _cheaper(choice, train, backbone, held_out, settings.cache_dir, hflip)
+    fitted = embed(train, len(held), FP32 if choice is None else choice.path)
+    reporter.items(total, total, *span, force=True)
+    if choice is None:
+        detail = f"{detail or backbone}: measuring faster CPU paths (once per machine)"
+        reporter.stage("featurizing", span[1], detail=detail)
+        choice = _check(backbone, settings.cache_dir, held, train, held_out, hflip)
+    context.runtimes.setdefault(backbone, choice)
+    result = _merged(examples, held_out, fitted)
     failed = set(result.failed)
     keep = [i for i, e in enumerate(examples) if e.sha256 not in failed]
     return [examples[i] for i in keep], result.embeddings[keep], result
+
+
+def _merged(
+    examples: list[Example], held_out: EmbeddingResult, fitted: EmbeddingResult
+) -> EmbeddingResult:
+    """One result in ``examples`` order from the held-out and the training images' ones."""
+    rows = {}
+    for result, part in ((held_out, "held"), (fitted, "train")):
+        chosen = [e for e in examples if (e.split == "train") == (part == "train")]
+        rows.update({e.sha256: row for e, row in zip(chosen, result.embeddings, strict=True)})
+    return dataclasses.replace(
+        fitted,
+        embeddings=np.stack([rows[e.sha256] for e in examples]).astype(np.float32)
+        if examples
+        else held_out.embeddings,
+        n_computed=held_out.n_computed + fitted.n_computed,
+        n_cached=held_out.n_cached + fitted.n_cached,
+        seconds=held_out.seconds + fitted.seconds,
+        failed=[*held_out.failed, *fitted.failed],
+        feature_graph=held_out.feature_graph or fitted.feature_graph,
+    )
+
+
+def _choice(backbone: str, held_out: EmbeddingResult, settings: Settings) -> RuntimeChoice | None:
+    """The training images' path: fp32 on a GPU or where the settings say so, else the
+    measured choice (None: not measured yet on this machine)."""
+    from worker.ml.device import resolve_device
+    from worker.ml.precision import FP32, FeaturePath, RuntimeChoice, choose_path
+
+    if resolve_device("auto") != "cpu":
+        return RuntimeChoice(FeaturePath("torch"), "a GPU featurizes (PyTorch)")
+    if settings.cpu_runtime == "f32":
+        return RuntimeChoice(FP32, "onnxruntime f32, as AUTODL_CPU_RUNTIME=f32 asks")
+    return choose_path(backbone, held_out.weights, settings.cache_dir)
+
+
+def _cheaper(
+    choice: RuntimeChoice,
+    train: list[Example],
+    backbone: str,
+    held_out: EmbeddingResult,
+    cache_dir: Path,
+    hflip: bool,
+) -> RuntimeChoice:
+    """The measured path, unless the fp32 cache makes fp32 quicker for these images: a
+    cached embedding costs nothing, and one run's training features are of one precision."""
+    from worker.ml.features import embedding_cache
+    from worker.ml.precision import FP32, RuntimeChoice
+
+    def missing(path: FeaturePath) -> int:
+        cache = embedding_cache(
+            cache_dir,
+            backbone,
+            held_out.weights,
+            held_out.preprocess,
+            hflip,
+            path.precision,
+            path.quantized_graph,
+        )
+        return sum(not cache.has(e.sha256) for e in train)
+
+    fast, slow = missing(choice.path), missing(FP32)
+    if fast / choice.speedup < slow:
+        return choice
+    return RuntimeChoice(
+        FP32,
+        f"onnxruntime f32: {len(train) - slow} of {len(train)} training images were cached in "
+        f"fp32, quicker than computing {fast} with the measured {choice.path.name}",
+        choice.measured_at,
+        choice.measured,
+        choice.images,
+    )
+
+
+def _check(
+    backbone: str,
+    cache_dir: Path,
+    held: list[Example],
+    train: list[Example],
+    held_out: EmbeddingResult,
+    hflip: bool,
+) -> RuntimeChoice:
+    """This run featurized in fp32; measure the faster paths on its images for the next
+    runs (the plain view only, when the run has enough images of both splits)."""
+    from worker.ml.precision import CHECK_MIN_IMAGES, FP32, RuntimeChoice, check_paths
+
+    val = [e for e in held if e.split == "val"]
+    graph = held_out.feature_graph
+    if not hflip and graph is not None:
+        choice = check_paths(
+            backbone,
+            held_out.weights,
+            held_out.preprocess,
+            graph,
+            [(e.path, e.label) for e in train],
+            [(e.path, e.label) for e in val],
+            cache_dir,
+            min_images=CHECK_MIN_IMAGES,
+        )
+        if choice is not None:
+            return dataclasses.replace(
+                choice,
+                path=FP32,
+                reason=f"onnxruntime f32 in this run, which measured the paths for the next "
+                f"ones: {choice.reason}",
+            )
+    return RuntimeChoice(
+        FP32,
+        f"onnxruntime f32: the faster CPU paths are measured once, on a run with "
+        f"{CHECK_MIN_IMAGES}+ training and {CHECK_MIN_IMAGES}+ validation images",
+    )
+
+
+def runtimes_used(context: ModeContext) -> dict[str, RuntimeUsed]:
+    """How the CPU featurized each backbone of the run, as its metrics record it."""
+    return {
+        backbone: RuntimeUsed(
+            train=choice.path.name,
+            held_out="torch f32" if choice.path.runtime == "torch" else "onnxruntime f32",
+            reason=choice.reason,
+            measured_in_run=choice.measured_now,
+            measured_at=choice.measured_at,
+        )
+        for backbone, choice in context.runtimes.items()
+    }
 
 
 def split_arrays(

@@ -123,16 +123,28 @@ function predictionTile(item, { showTrue = true, extra = null } = {}) {
 
 const ARTIFACT_WORDS = {
   onnx: ["ONNX model", "Runs anywhere with ONNX Runtime (Python, C++, C#, JavaScript, mobile)."],
+  "onnx-int8": ["ONNX model, int8", "A smaller, often faster copy of the ONNX model (8-bit weights and activations)."],
   torchscript: ["TorchScript", "For PyTorch and LibTorch (C++), no Python model code needed."],
   openvino: ["OpenVINO", "Fast inference on Intel CPUs and GPUs."],
   bundle: ["Everything (zip)", "The ONNX model, predict.py, labels, preprocessing, a README.md on how to run it, and the model card."],
 };
 
+// Which runtime and precision computed the features this model learnt from.
+function runtimesNote(run) {
+  const runtimes = Object.entries((run.metrics || {}).runtimes || {});
+  if (!runtimes.length) return null;
+  return h("p", { class: "muted small", id: "runtimes-used" },
+    runtimes.map(([backbone, used]) => `Features of ${backbone}: training images with ${used.train}, validation images with ${used.held_out} (as the downloaded model runs). ${used.reason}.`).join(" "));
+}
+
 function downloadsCard(run) {
   const artifacts = run.artifacts || [];
   const body = artifacts.length
     ? h("ul", { class: "downloads" }, artifacts.map((a) => {
-      const [title, words] = ARTIFACT_WORDS[a.format] || [a.format, ""];
+      const [title, generic] = ARTIFACT_WORDS[a.format] || [a.format, ""];
+      // The int8 copy says what it costs: its accuracy against fp32 on the validation images.
+      const int8 = (run.metrics || {}).int8;
+      const words = a.format === "onnx-int8" && int8 ? `${int8.summary} on ${plural(int8.n_val, "validation image")}.` : generic;
       return h("li", {},
         h("a", { class: "download", href: a.url, download: a.filename, dataset: { format: a.format } },
           icon("download"),
@@ -150,7 +162,7 @@ function downloadsCard(run) {
     ? h("p", { class: "muted small" },
       `Could not prepare: ${failed.map((f) => (ARTIFACT_WORDS[f] || [f])[0]).join(", ")}. The ONNX model is complete.`)
     : null;
-  const element = card("Download the model", h("div", {}, body, note, error), { id: "downloads" });
+  const element = card("Download the model", h("div", {}, body, note, error, runtimesNote(run)), { id: "downloads" });
   if (pending.length) {
     // TorchScript and the bundle are finished a few seconds after the run: check back.
     setTimeout(async () => {
