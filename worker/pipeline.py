@@ -24,7 +24,7 @@ from backend.images.models import Image
 from backend.logs import run_context
 from backend.runs import transitions
 from backend.runs.models import Artifact, Prediction, Run
-from backend.runs.schemas import RunOptions
+from backend.runs.schemas import RunMetrics, RunOptions
 from backend.runs.transitions import Lease, LeaseLost
 from backend.storage import ImageStore
 from worker.artifacts import ArtifactPaths, export_extra_artifacts, export_onnx_artifact
@@ -32,7 +32,7 @@ from worker.ml.errors import Cancelled, MLError, NotEnoughData
 from worker.ml.evaluate import check_trainable, stratified_split
 from worker.modes import get_mode
 from worker.modes.base import Example, ModeContext, Outcome
-from worker.modes.embeddings import runtimes_used
+from worker.modes.embeddings import measured_reason, runtimes_used
 from worker.progress import RunReporter
 
 log = logging.getLogger(__name__)
@@ -111,6 +111,7 @@ def train(lease: Lease, settings: Settings, reporter: RunReporter) -> None:
     )
     reporter.check_cancel()
     store_outcome(lease, examples, outcome, settings, reporter)
+    measure_paths(lease.run_id, context)
 
 
 # ---------------------------------------------------------------- data
@@ -201,6 +202,41 @@ def store_outcome(
             session, lease, metrics, history=outcome.history, decision=outcome.decision
         )
     export_extra_artifacts(paths, examples, outcome, metrics)
+
+
+def measure_paths(run_id: int, context: ModeContext) -> None:
+    """The CPU paths this run measures on its images for the next runs (worker/ml/precision.py),
+    after it has succeeded; its metrics then say what was measured. Never fails the run."""
+    found = {}
+    for backbone, check in context.checks.items():
+        try:
+            checked = check()
+        except Exception:
+            log.exception("run %s: measuring the CPU paths of %s failed", run_id, backbone)
+            continue
+        if checked is not None:
+            found[backbone] = checked
+    if not found:
+        return
+    with session_scope() as session:
+        run = session.get(Run, run_id)
+        if run is None or run.metrics is None:
+            return
+        metrics = RunMetrics.model_validate(run.metrics)
+        runtimes = {
+            backbone: used.model_copy(
+                update={
+                    "reason": measured_reason(found[backbone]),
+                    "measured_at": found[backbone].measured_at,
+                }
+            )
+            if backbone in found
+            else used
+            for backbone, used in metrics.runtimes.items()
+        }
+        transitions.record_exports(
+            session, run_id, metrics.model_copy(update={"runtimes": runtimes})
+        )
 
 
 def predictions(run_id: int, outcome: Outcome) -> list[Prediction]:

@@ -305,7 +305,8 @@ def succeed(
 
 
 def record_exports(session: Session, run_id: int, metrics: RunMetrics) -> None:
-    """A succeeded run's further formats: which are still pending, which failed."""
+    """A succeeded run's further formats (which are still pending, which failed) and what it
+    measured after it succeeded (``metrics.runtimes``)."""
     session.execute(
         update(Run)
         .where(Run.id == run_id, Run.status == RunStatus.SUCCEEDED)

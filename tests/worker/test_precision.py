@@ -168,9 +168,12 @@ def test_runs_measure_once_then_featurize_training_images_with_the_choice(
 
     first = ModeContext(BACKBONE, settings)
     embed_examples(_examples(images, slice(0, 12)), BACKBONE, first, Recorder())
-    measured = first.runtimes[BACKBONE]
+    used = first.runtimes[BACKBONE]
+    assert used.measured_now and used.path == FP32  # this run: the reference
+    assert not choice_path(fresh_cache, BACKBONE, lite0.weights, caps).exists()
+    measured = first.checks[BACKBONE]()  # what the pipeline runs once the run has succeeded
+    assert measured is not None
     print(measured.reason, *measured.measured, sep="\n")
-    assert measured.measured_now and measured.path == FP32  # this run: the reference
     rows = measured.measured
     assert [row["candidate"] for row in rows] == [
         "onnxruntime f32",
@@ -185,7 +188,7 @@ def test_runs_measure_once_then_featurize_training_images_with_the_choice(
     record = choice_path(fresh_cache, BACKBONE, lite0.weights, caps)
     stamp = record.stat().st_mtime_ns
     chosen = choose_path(BACKBONE, lite0.weights, fresh_cache)
-    assert chosen is not None and not chosen.measured_now
+    assert chosen == dataclasses.replace(measured, measured_now=False)
     fastest = max((r for r in rows if r["acceptable"]), key=lambda r: r["img_s"])
     assert chosen.path.name == fastest["candidate"]
     assert (chosen.path.quantized_graph is not None) == (chosen.path.precision == "int8")

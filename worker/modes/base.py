@@ -92,12 +92,14 @@ class ModeContext:
     """What a mode needs besides images and options: the backbone asked for, the settings,
     and whether the backbone starts from pretrained weights (every step uses the same).
     ``runtimes`` holds the CPU path each backbone's training images took in this run, chosen
-    once per run (worker/modes/embeddings.py)."""
+    once per run (worker/modes/embeddings.py); ``checks`` the measurements of those paths
+    this run makes on its images once it has succeeded (its result does not wait for them)."""
 
     backbone: str
     settings: Settings
     pretrained: bool = True
     runtimes: dict[str, RuntimeChoice] = field(default_factory=dict)
+    checks: dict[str, Callable[[], RuntimeChoice | None]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

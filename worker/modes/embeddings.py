@@ -11,6 +11,7 @@ one run's training features are all of one precision.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,9 +80,7 @@ def embed_examples(
     fitted = embed(train, len(held), FP32 if choice is None else choice.path)
     reporter.items(total, total, *span, force=True)
     if choice is None:
-        detail = f"{detail or backbone}: measuring faster CPU paths (once per machine)"
-        reporter.stage("featurizing", span[1], detail=detail)
-        choice = _check(backbone, settings.cache_dir, held, train, held_out, hflip)
+        choice = _check(backbone, context, held, train, held_out, hflip)
     context.runtimes.setdefault(backbone, choice)
     result = _merged(examples, held_out, fitted)
     failed = set(result.failed)
@@ -163,40 +162,47 @@ def _cheaper(
 
 def _check(
     backbone: str,
-    cache_dir: Path,
+    context: ModeContext,
     held: list[Example],
     train: list[Example],
     held_out: EmbeddingResult,
     hflip: bool,
 ) -> RuntimeChoice:
-    """This run featurized in fp32; measure the faster paths on its images for the next
-    runs (the plain view only, when the run has enough images of both splits)."""
+    """This run featurizes in fp32; with enough images of both splits it measures the faster
+    paths on them for the next runs, once it has succeeded (``context.checks``)."""
     from worker.ml.precision import CHECK_MIN_IMAGES, FP32, RuntimeChoice, check_paths
 
     val = [e for e in held if e.split == "val"]
     graph = held_out.feature_graph
-    if not hflip and graph is not None:
-        choice = check_paths(
-            backbone,
-            held_out.weights,
-            held_out.preprocess,
-            graph,
-            [(e.path, e.label) for e in train],
-            [(e.path, e.label) for e in val],
-            cache_dir,
-            min_images=CHECK_MIN_IMAGES,
+    if hflip or graph is None or min(len(train), len(val)) < CHECK_MIN_IMAGES:
+        return RuntimeChoice(
+            FP32,
+            f"onnxruntime f32: the faster CPU paths are measured once, on a run with "
+            f"{CHECK_MIN_IMAGES}+ training and {CHECK_MIN_IMAGES}+ validation images",
         )
-        if choice is not None:
-            return dataclasses.replace(
-                choice,
-                path=FP32,
-                reason=f"onnxruntime f32 in this run, which measured the paths for the next "
-                f"ones: {choice.reason}",
-            )
+    context.checks[backbone] = functools.partial(
+        check_paths,
+        backbone,
+        held_out.weights,
+        held_out.preprocess,
+        graph,
+        [(e.path, e.label) for e in train],
+        [(e.path, e.label) for e in val],
+        context.settings.cache_dir,
+        min_images=CHECK_MIN_IMAGES,
+    )
     return RuntimeChoice(
         FP32,
-        f"onnxruntime f32: the faster CPU paths are measured once, on a run with "
-        f"{CHECK_MIN_IMAGES}+ training and {CHECK_MIN_IMAGES}+ validation images",
+        "onnxruntime f32 in this run, which measures the faster CPU paths on its images once "
+        "it has succeeded (once per backbone and machine)",
+        measured_now=True,
+    )
+
+
+def measured_reason(checked: RuntimeChoice) -> str:
+    """A run's reason once its deferred check has measured the paths."""
+    return (
+        f"onnxruntime f32 in this run, which measured the paths for the next ones: {checked.reason}"
     )
 
 
