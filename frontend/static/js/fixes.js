@@ -54,9 +54,12 @@ export async function applyFix(projectId, { ids, label, split, source = "finding
   return result;
 }
 
-/** Delete images after asking; shows an Undo button, as relabel and move do. */
-export async function deleteImages(projectId, ids, { onChanged, source = "findings" } = {}) {
-  const ok = await confirmDialog({
+/**
+ * Delete images (after asking, unless ``confirm`` is false: the gallery deletes at once, as it
+ * relabels and moves); shows an Undo button, as relabel and move do.
+ */
+export async function deleteImages(projectId, ids, { onChanged, source = "findings", confirm = true } = {}) {
+  const ok = !confirm || await confirmDialog({
     title: `Delete ${plural(ids.length, "image")}?`,
     message: "They are removed from the project and from every split. You can undo it right after.",
     confirmLabel: "Delete",

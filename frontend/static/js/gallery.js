@@ -3,8 +3,8 @@
 import { api } from "./api.js";
 import { h, icon, replace, typingInField } from "./dom.js";
 import { plural, SPLIT_NAMES } from "./format.js";
-import { applyFix } from "./fixes.js";
-import { confirmDialog, toast } from "./ui.js";
+import { applyFix, deleteImages } from "./fixes.js";
+import { toast } from "./ui.js";
 
 const PAGE_SIZE = 48;
 const UNLABELED = "\u0000unlabeled";
@@ -352,20 +352,15 @@ export class Gallery {
     return this.patchSelected({ split });
   }
 
+  /** Delete the selection at once; the toast's Undo brings the images back with their
+   * labels, splits and files, as relabel and move are undone (the server keeps the files). */
   async deleteSelected() {
     const ids = [...this.selected];
     if (!ids.length) return;
-    const ok = await confirmDialog({
-      title: `Delete ${plural(ids.length, "image")}?`,
-      message: "They are removed from this project. Models already trained keep working.",
-      confirmLabel: "Delete",
-    });
-    if (!ok) return;
+    this.clearSelection(false);
     try {
-      await api(`/projects/${this.projectId}/images/delete`, { method: "POST", json: { ids } });
-      toast(`${plural(ids.length, "image")} deleted.`, "success");
-      this.clearSelection(false);
-      await Promise.all([this.load(), this.onChanged?.()]);
+      await deleteImages(this.projectId, ids,
+        { source: "gallery", confirm: false, onChanged: () => Promise.all([this.load(), this.onChanged?.()]) });
     } catch (error) {
       toast(error.message, "error");
     }

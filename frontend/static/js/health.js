@@ -36,6 +36,22 @@ export class HealthCard {
     this.review = new ReviewQueue({ projectId, onClosed: (relabelled) => this.afterReview(relabelled), onChanged });
   }
 
+  /** While a drop is still sending, the card says so: not "no images yet", not "too few". */
+  setUploading(on) {
+    if (this.uploading === on) return;
+    this.uploading = on;
+    if (on && !this.report) this.renderUploading();
+    else if (this.report) this.render(this.report);
+  }
+
+  renderUploading() {
+    this.section.hidden = false;
+    replace(this.section, this.head(h("span", { class: "muted small", id: "health-status" },
+      h("span", { class: "pulse", "aria-hidden": "true" }), " upload in progress")),
+    h("p", { class: "muted", id: "health-message" },
+      "Pictures are being uploaded. The doctor checks them as soon as the upload ends."));
+  }
+
   async refresh() {
     clearTimeout(this.timer);
     let report;
@@ -43,7 +59,9 @@ export class HealthCard {
       report = await api(`/projects/${this.projectId}/health`);
     } catch (error) {
       if (error instanceof ApiError && (error.status === 409 || error.status === 404)) {
-        this.renderMessage(error.message);
+        this.report = null;
+        if (this.uploading) this.renderUploading();
+        else this.renderMessage(error.message);
         return;
       }
       toast(error.message, "error");
@@ -91,8 +109,9 @@ export class HealthCard {
   render(report) {
     this.section.hidden = false;
     const busy = report.status === "computing";
-    const status = busy
-      ? h("span", { class: "muted small", id: "health-status" }, h("span", { class: "pulse", "aria-hidden": "true" }), " checking")
+    const status = busy || this.uploading
+      ? h("span", { class: "muted small", id: "health-status" }, h("span", { class: "pulse", "aria-hidden": "true" }),
+        this.uploading ? " upload in progress" : " checking")
       : h("span", { class: "muted small", id: "health-status" }, report.computed_at ? `checked ${new Date(report.computed_at).toLocaleTimeString()}` : "");
     const parts = [this.head(status)];
     if (report.message && (busy || report.status === "failed")) {

@@ -210,6 +210,12 @@ async function uploadItems(items) {
   let pending = null;
   uploading += 1;
   gallery.setUploading(true);
+  health.setUploading(true);
+  if (project) {
+    // No "upload some pictures" or "needs at least 2 images" while they are on their way.
+    renderLabels();
+    renderReadiness();
+  }
   const job = new UploadJob({
     projectId,
     items,
@@ -224,6 +230,7 @@ async function uploadItems(items) {
       pending = null;
       uploading = Math.max(0, uploading - 1);
       gallery.setUploading(uploading > 0);
+      health.setUploading(uploading > 0);
       await Promise.all([refreshProject(), gallery.load(), health.refresh(), history.refresh()]);
     },
   });
