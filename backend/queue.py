@@ -19,6 +19,7 @@ QUEUES = ("cpu", "gpu")
 RECOVER_TASK = "autodl.recover_runs"
 HEALTH_TASK = "autodl.examine_project"
 EXPLAIN_TASK = "autodl.explain_image"
+PACE_TASK = "autodl.measure_pace"
 # A broker that is down should fail a request in seconds, not hang it.
 PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}
 
@@ -69,7 +70,7 @@ def queue_for_mode(mode: str) -> str:
     return "gpu" if mode == "finetune" else "cpu"
 
 
-def _publish(task: str, args: list[int], queue: str) -> None:
+def _publish(task: str, args: list[int | str], queue: str) -> None:
     """Send a task by name, retrying the broker connection; the database row the task
     updates carries its outcome, not Celery's result backend."""
     celery_client().send_task(
@@ -89,6 +90,11 @@ def enqueue_health(project_id: int, generation: int) -> None:
 def enqueue_explanation(run_id: int, image_id: int) -> None:
     """A Grad-CAM heatmap: one forward and backward pass, on any worker."""
     _publish(EXPLAIN_TASK, [run_id, image_id], "cpu")
+
+
+def enqueue_pace(project_id: int, backbone: str) -> None:
+    """A short measurement of a backbone's pace on a few of the project's pictures."""
+    _publish(PACE_TASK, [project_id, backbone], "cpu")
 
 
 def redis_py_url(url: str) -> str:

@@ -255,20 +255,17 @@ def _bundle(paths: ArtifactPaths, examples: list[Example], outcome: Outcome) -> 
             decision=outcome.decision,
         )
     )
-    (paths.folder / "MODEL_CARD.md").write_text(card)
+    card_path = paths.folder / "MODEL_CARD.md"
+    card_path.write_text(card)
+    # Stored before the bundle is listed: the run page links the card once the bundle is
+    # there, and with object storage the API's data dir is not the worker's.
+    publish_run_file(paths.run_id, card_path)
     classifier = OnnxClassifier(paths.folder / "model.onnx")
     facts = ModelFacts(
-        labels=list(outcome.labels),
-        preprocess=outcome.preprocess,
-        input_name=classifier.input_name,
-        onnx_filename="model.onnx",
+        labels=list(outcome.labels), inputs=classifier.inputs, onnx_filename="model.onnx"
     )
     readme = bundle_readme(
-        facts,
-        project=project_name,
-        run_id=paths.run_id,
-        backbone=outcome.backbone,
-        own_code=len(classifier.inputs) == 1,
+        facts, project=project_name, run_id=paths.run_id, backbone=outcome.backbone
     )
     target = build_bundle(
         paths.folder / "model.onnx",

@@ -155,6 +155,7 @@ def load_examples(run_id: int, options: RunOptions, settings: Settings) -> list[
                 filename=i.filename,
                 label=label,
                 split=i.split or "train",
+                label_id=i.label_id,
             )
             for i, label in labelled
         ]
@@ -191,6 +192,8 @@ def store_outcome(
                 "export_s": round(time.perf_counter() - started, 3),
             },
             "exports_pending": ["torchscript", "onnx-int8", "bundle"],
+            # Which label each class was: the run page names a label renamed since.
+            "label_ids": {e.label: e.label_id for e in examples if e.label_id is not None},
         }
     )
     reporter.check_cancel()

@@ -27,6 +27,7 @@ from backend.processes import die_with_parent
 from backend.queue import (
     EXPLAIN_TASK,
     HEALTH_TASK,
+    PACE_TASK,
     PING_TASK,
     RECOVER_TASK,
     TRAIN_TASK,
@@ -37,6 +38,7 @@ from backend.runs.recovery import RecoverySweep, recover_abandoned_runs
 from worker.celery_app import app
 from worker.explain import explain_image
 from worker.health import examine_project
+from worker.pace import measure_backbone_pace
 from worker.pipeline import Execution, execute_run
 
 log = logging.getLogger(__name__)
@@ -69,6 +71,11 @@ def examine_project_task(project_id: int, generation: int) -> str:
 @app.task(name=EXPLAIN_TASK, acks_late=True, reject_on_worker_lost=True)
 def explain_image_task(run_id: int, image_id: int) -> str:
     return explain_image(run_id, image_id)
+
+
+@app.task(name=PACE_TASK, acks_late=True, reject_on_worker_lost=True)
+def measure_pace_task(project_id: int, backbone: str) -> str:
+    return measure_backbone_pace(project_id, backbone)
 
 
 @app.task(name=PING_TASK)

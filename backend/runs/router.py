@@ -16,6 +16,8 @@ from backend.runs.schemas import (
     ArtifactOut,
     BatchPredictOut,
     EstimatesOut,
+    MeasureIn,
+    MeasureOut,
     PredictionsOut,
     PredictOut,
     RunIn,
@@ -62,6 +64,18 @@ def run_estimates(
     """How long a quick run or a fine-tune would take on this project's images, per backbone,
     from the pace earlier runs measured on this server."""
     return estimates.estimates(session, project, epochs)
+
+
+@router.post(
+    "/api/projects/{pid}/estimates/measure",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=MeasureOut,
+    responses=errors(*OWNED, *WRITE, 404, 409, 503),
+)
+def measure_pace(body: MeasureIn, project: ProjectDep, session: SessionDep) -> MeasureOut:
+    """Before any run: have a worker time ``backbone`` on a few of this project's pictures
+    (once per backbone, kept a week), so that the estimates have this server's pace."""
+    return estimates.request_measurement(session, project, body.backbone)
 
 
 @router.get("/api/projects/{pid}/runs", response_model=list[RunOut], responses=errors(*OWNED))

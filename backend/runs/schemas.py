@@ -311,6 +311,8 @@ class RunMetrics(Evaluation):
     # Formats still being made after the run succeeded, and those that could not be made.
     exports_pending: list[str] = Field(default_factory=list)
     export_errors: dict[str, str] = Field(default_factory=dict)
+    # The id of the label each class name was when trained (runs since this was recorded).
+    label_ids: dict[str, int] = Field(default_factory=dict)
 
 
 class EpochRecord(Contract):
@@ -436,6 +438,8 @@ class RunOut(BaseModel):
     finished_at: datetime | None
     duration_s: float | None
     artifacts: list[ArtifactOut]
+    # {name the model was trained with: the label's name now} for labels renamed since.
+    renamed_labels: dict[str, str] = Field(default_factory=dict)
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -454,8 +458,21 @@ class Snippets(BaseModel):
     curl: str
 
 
+class UsageInput(BaseModel):
+    """One input of the exported model (an ensemble has one per backbone) and how a picture
+    becomes it."""
+
+    name: str
+    input_size: int
+    resize_size: int
+    interpolation: str
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+
 class UsageOut(BaseModel):
-    """How to run this run's model elsewhere: its input and ready-to-copy code."""
+    """How to run this run's model elsewhere: its inputs and ready-to-copy code (the single
+    ``input_*`` fields describe the first input)."""
 
     labels: list[str]
     input_name: str
@@ -468,6 +485,7 @@ class UsageOut(BaseModel):
     project_predict_url: str
     model_card_url: str | None
     snippets: Snippets
+    inputs: list[UsageInput]
 
 
 class EstimateOut(BaseModel):
@@ -476,6 +494,23 @@ class EstimateOut(BaseModel):
     linear_s: float | None
     finetune_s: float | None
     runs_measured: int
+    # Where linear_s comes from: earlier runs and checks here, or (before any run) a short
+    # measurement of the backbone on a few of this project's pictures (POST …/measure).
+    source: Literal["runs", "measured"] | None = None
+    measuring: bool = False
+
+
+class MeasureIn(Contract):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    backbone: str = Field(
+        default="tf_efficientnet_lite0", json_schema_extra={"pattern": MODEL_NAME_PATTERN}
+    )
+
+
+class MeasureOut(BaseModel):
+    backbone: str
+    status: Literal["measuring", "measured"]
 
 
 class EstimatesOut(BaseModel):

@@ -29,6 +29,7 @@ from backend.runs.schemas import (
     RunOptions,
     RunOut,
     Snippets,
+    UsageInput,
     UsageOut,
 )
 from backend.runs.usage import ModelFacts, csharp_onnx, curl_hosted, javascript_onnx, python_onnx
@@ -188,6 +189,20 @@ def artifacts_out(run: Run) -> list[ArtifactOut]:
     ]
 
 
+def renamed_labels(run: Run) -> dict[str, str]:
+    """{name a class had when the run trained: its label's name now}, for labels renamed
+    since (a label deleted since is not listed: its class keeps the trained name)."""
+    trained = (run.metrics or {}).get("label_ids") or {}
+    if not trained:
+        return {}
+    now = {label.id: label.name for label in run.project.labels}
+    return {
+        old: now[label_id]
+        for old, label_id in trained.items()
+        if label_id in now and now[label_id] != old
+    }
+
+
 def run_out(run: Run) -> RunOut:
     duration = None
     if run.started_at is not None:
@@ -220,6 +235,7 @@ def run_out(run: Run) -> RunOut:
         finished_at=run.finished_at,
         duration_s=duration,
         artifacts=artifacts_out(run),
+        renamed_labels=renamed_labels(run),
     )
 
 
@@ -267,9 +283,21 @@ def classifier_path(run: Run) -> Path:
     return recorded_file(get_artifact(run, "onnx").path)
 
 
+MODEL_CARD = "MODEL_CARD.md"
+
+
+def _model_card_file(run: Run) -> Path | None:
+    """The run's model card as a local file (fetched from object storage if need be), or
+    None before the worker stored it (with the bundle, after the run succeeded)."""
+    if run.status != RunStatus.SUCCEEDED:
+        return None
+    path = get_storage().local_path(artifact_key(run.id, MODEL_CARD))
+    return path if path.is_file() else None
+
+
 def model_card_path(run: Run) -> Path:
-    path = get_settings().run_dir(run.id) / "MODEL_CARD.md"
-    if run.status != RunStatus.SUCCEEDED or not path.is_file():
+    path = _model_card_file(run)
+    if path is None:
         raise ArtifactNotFound(
             "This run has no model card yet: it is written once the run succeeds."
         )
@@ -285,37 +313,20 @@ def usage(run: Run, base_url: str) -> UsageOut:
         raise RunNotSucceeded()
     classifier = classifier_for(recorded_file(onnx.path))
     facts = ModelFacts(
-        labels=classifier.labels,
-        preprocess=classifier.preprocess,
-        input_name=classifier.input_name,
-        onnx_filename=onnx.filename,
+        labels=classifier.labels, inputs=classifier.inputs, onnx_filename=onnx.filename
     )
     base = base_url.rstrip("/")
     run_url = f"{base}/api/runs/{run.id}/predict"
     project_url = f"{base}/api/projects/{run.project_id}/predict"
-    card = get_settings().run_dir(run.id) / "MODEL_CARD.md"
     pp = classifier.preprocess
+    # Code for every input of the model: an ensemble's snippets feed each backbone its own
+    # way (tests/worker/test_ensemble.py runs the Python one against the file).
     snippets = Snippets(
         python=python_onnx(facts),
         javascript=javascript_onnx(facts),
         csharp=csharp_onnx(facts),
         curl=curl_hosted(run_url, project_url),
     )
-    if len(classifier.inputs) > 1:
-        # An ensemble takes each picture once per backbone, each its own way: the bundle's
-        # predict.py knows how; hand-written code for one input would answer wrongly.
-        ensemble = (
-            f"This model combines {len(classifier.inputs)} backbones, each with its own input "
-            "and preprocessing. Run it with the zip bundle's predict.py (its README.md says "
-            "how), or send pictures to the hosted endpoint (the curl tab)."
-        )
-        snippets = snippets.model_copy(
-            update={
-                "python": f"# {ensemble}\n",
-                "javascript": f"// {ensemble}\n",
-                "csharp": f"// {ensemble}\n",
-            }
-        )
     return UsageOut(
         labels=classifier.labels,
         input_name=classifier.input_name,
@@ -326,8 +337,21 @@ def usage(run: Run, base_url: str) -> UsageOut:
         std=pp.std,
         predict_url=run_url,
         project_predict_url=project_url,
-        model_card_url=f"/api/runs/{run.id}/model-card" if card.is_file() else None,
+        model_card_url=(
+            f"/api/runs/{run.id}/model-card" if _model_card_file(run) is not None else None
+        ),
         snippets=snippets,
+        inputs=[
+            UsageInput(
+                name=name,
+                input_size=p.input_size,
+                resize_size=p.resize_size,
+                interpolation=p.interpolation,
+                mean=p.mean,
+                std=p.std,
+            )
+            for name, p in classifier.inputs
+        ],
     )
 
 

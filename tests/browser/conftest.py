@@ -75,33 +75,38 @@ class Session:
     errors: list[str] = field(default_factory=list)
 
 
+def open_session(browser, url: str, contexts: list, sign_up: bool = True) -> Session:  # type: ignore[no-untyped-def]
+    """A fresh context on the server at ``url`` (signed up as a new user unless told not)."""
+    context = browser.new_context(viewport=DESKTOP, accept_downloads=True, base_url=url)
+    contexts.append(context)
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    session = Session(page, context, f"user-{uuid.uuid4().hex[:8]}@example.com")
+    page.on("dialog", lambda d: (session.dialogs.append(d.message), d.dismiss()))
+    page.on("pageerror", lambda e: session.errors.append(str(e)))
+    page.on(
+        "console",
+        lambda m: (
+            session.errors.append(m.text)
+            if m.type == "error" and "Content Security Policy" in m.text
+            else None
+        ),
+    )
+    if sign_up:
+        page.goto("/signup")
+        page.fill("#email", session.email)
+        page.fill("#password", PASSWORD)
+        page.click("button[type=submit]")
+        page.wait_for_url("**/projects")
+    return session
+
+
 @pytest.fixture
 def new_session(browser, server: LiveServer):  # type: ignore[no-untyped-def]
-    contexts = []
+    contexts: list = []
 
     def make(sign_up: bool = True) -> Session:
-        context = browser.new_context(viewport=DESKTOP, accept_downloads=True, base_url=server.url)
-        contexts.append(context)
-        page = context.new_page()
-        page.set_default_timeout(20_000)
-        session = Session(page, context, f"user-{uuid.uuid4().hex[:8]}@example.com")
-        page.on("dialog", lambda d: (session.dialogs.append(d.message), d.dismiss()))
-        page.on("pageerror", lambda e: session.errors.append(str(e)))
-        page.on(
-            "console",
-            lambda m: (
-                session.errors.append(m.text)
-                if m.type == "error" and "Content Security Policy" in m.text
-                else None
-            ),
-        )
-        if sign_up:
-            page.goto("/signup")
-            page.fill("#email", session.email)
-            page.fill("#password", PASSWORD)
-            page.click("button[type=submit]")
-            page.wait_for_url("**/projects")
-        return session
+        return open_session(browser, server.url, contexts, sign_up)
 
     yield make
     for context in contexts:

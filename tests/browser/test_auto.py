@@ -3,6 +3,8 @@ model was actually trained on, and the decision table keeps each score in its ow
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -19,7 +21,9 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 RUN_TIMEOUT_S = 1800  # three backbones, two views each, on a busy 2-core CPU
 
 
-def test_run_page_names_the_backbones_auto_trained(new_session, hymenoptera: Path) -> None:  # type: ignore[no-untyped-def]
+def test_run_page_names_the_backbones_auto_trained(  # type: ignore[no-untyped-def]
+    new_session, hymenoptera: Path, tmp_path: Path
+) -> None:
     session = new_session()
     page = session.page
     project_id = create_project(page, "Auto")
@@ -62,6 +66,41 @@ def test_run_page_names_the_backbones_auto_trained(new_session, hymenoptera: Pat
         assert "%" not in cells[loss_column]
         assert cells[accuracy_column].endswith("%")
     screenshot(page, "run-auto-decision")
+
+    # The download area's Python code, run as copied next to the downloaded ONNX model (the
+    # whole ensemble, when auto combined backbones: one input per backbone, each its own
+    # size and normalisation), says what the server's model says.
+    help_card = page.locator("#deploy-help")
+    expect(help_card.locator("#snippet-python")).to_contain_text("INPUTS = [")
+    inputs = help_card.locator("#model-inputs").inner_text()
+    if len(trained["backbones"]) > 1:
+        assert f"{len(trained['backbones'])} inputs, one per backbone" in inputs
+    with page.expect_download() as download_info:
+        page.click("a.download[data-format=onnx]")
+    folder = tmp_path / "copied"
+    folder.mkdir()
+    download_info.value.save_as(folder / download_info.value.suggested_filename)
+    picture = sorted((hymenoptera / "val" / "bees").iterdir())[-1]
+    (folder / "picture.jpg").write_bytes(picture.read_bytes())
+    printed = subprocess.run(
+        [sys.executable, "-c", help_card.locator("#snippet-python").inner_text()],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout.split()
+    label, probability = " ".join(printed[:-1]), float(printed[-1])
+    csrf = next(c["value"] for c in page.context.cookies() if c["name"] == "autodl_csrf")
+    served = page.request.post(
+        f"/api/runs/{run['id']}/predict",
+        multipart={
+            "file": {"name": "p.jpg", "mimeType": "image/jpeg", "buffer": picture.read_bytes()}
+        },
+        headers={"X-CSRF-Token": csrf},
+    ).json()
+    assert label == served["label"]
+    assert abs(probability - served["probabilities"][label]) < 0.02  # JPEG draft decoding aside
 
     page.goto(f"/projects/{project_id}")
     row = page.locator(f"#runs-table tbody tr[data-run-id='{run['id']}']")

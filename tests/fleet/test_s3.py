@@ -137,6 +137,13 @@ def test_upload_train_download_through_s3_with_nothing_shared_on_disk(
             assert hashlib.sha256(onnx.content).hexdigest() == onnx.headers["x-checksum-sha256"]
             bundle = api.get(f"/api/runs/{run_id}/artifacts/bundle")
             assert bundle.status_code == 200 and bundle.content[:2] == b"PK"
+            # The run page's model card link: the card came from the bucket, as the bundle did.
+            card_url = api.get(f"/api/runs/{run_id}/usage").json()["model_card_url"]
+            assert card_url == f"/api/runs/{run_id}/model-card"
+            card = api.get(card_url)
+            assert card.status_code == 200, card.text
+            assert card.headers["content-type"].startswith("text/markdown")
+            assert "## " in card.text and "ants" in card.text
 
             image = api.get(f"/api/projects/{pid}/images", params={"limit": 1}).json()["items"][0]
             picture = api.get(f"/api/images/{image['id']}/file")
@@ -172,7 +179,8 @@ def test_upload_train_download_through_s3_with_nothing_shared_on_disk(
     assert sum(k.startswith(f"{prefix}/cache/embeddings/") for k in keys) == 32
     assert any(k.startswith(f"{prefix}/cache/onnx/") for k in keys)
     assert {
-        f"{prefix}/artifacts/run-{run_id}/{name}" for name in ("model.onnx", "bundle.zip")
+        f"{prefix}/artifacts/run-{run_id}/{name}"
+        for name in ("model.onnx", "bundle.zip", "MODEL_CARD.md")
     } <= set(keys)
     # Nothing went through a shared folder: the worker never had the API's images, and the
     # API's model files came from the bucket, into its read cache.

@@ -181,3 +181,38 @@ def test_deploying_another_run_replaces_the_deployed_one_and_runs_measure_the_pa
     assert undone.json()["deployed"] is False
     detail = client.get(f"/api/projects/{small_project['id']}", headers=user.headers).json()
     assert detail["deployed"] is None
+
+
+def test_a_label_renamed_after_a_run_is_named_on_that_run_only(
+    client: TestClient, user: ApiUser, small_project: dict
+) -> None:
+    pid = small_project["id"]
+    first = start_run(client, user, small_project, **tiny_run())
+    assert execute(first["id"]) == "succeeded"
+    trained = client.get(f"/api/runs/{first['id']}", headers=user.headers).json()
+    labels = {lb["name"]: lb["id"] for lb in trained_labels(client, user, pid)}
+    assert trained["metrics"]["label_ids"] == labels
+    assert trained["renamed_labels"] == {}
+
+    renamed = client.patch(
+        f"/api/projects/{pid}/labels/{labels['bees']}",
+        json={"name": "honey bees"},
+        headers=user.headers,
+    )
+    assert renamed.status_code == 200, renamed.text
+    after = client.get(f"/api/runs/{first['id']}", headers=user.headers).json()
+    assert after["renamed_labels"] == {"bees": "honey bees"}
+    # The model still answers with the name it learnt; the page says what it is called now.
+    assert after["metrics"]["confusion_matrix"]["labels"] == ["ants", "bees"]
+    listed = client.get(f"/api/projects/{pid}/runs", headers=user.headers).json()
+    assert listed[0]["renamed_labels"] == {"bees": "honey bees"}
+
+    second = start_run(client, user, small_project, **tiny_run())
+    assert execute(second["id"]) == "succeeded"
+    now = client.get(f"/api/runs/{second['id']}", headers=user.headers).json()
+    assert now["renamed_labels"] == {}
+    assert now["metrics"]["confusion_matrix"]["labels"] == ["ants", "honey bees"]
+
+
+def trained_labels(client: TestClient, user: ApiUser, pid: int) -> list[dict]:
+    return client.get(f"/api/projects/{pid}", headers=user.headers).json()["labels"]

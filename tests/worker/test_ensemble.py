@@ -3,6 +3,8 @@ measures, what it keeps, and that its exported ONNX and TorchScript graphs compu
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -139,3 +141,53 @@ def test_the_exported_ensemble_computes_the_ensemble(
     with torch.no_grad():
         traced = loaded(*(torch.from_numpy(b) for b in batches)).numpy()
     assert np.abs(traced - expected).max() <= 1e-4
+
+
+def test_the_run_pages_code_runs_the_whole_ensemble_as_copied(
+    subset: tuple[list[Image], list[Image]],
+    embedded: dict[tuple[str, bool], EmbeddingResult],
+    tmp_path: Path,
+) -> None:
+    """The Python snippet of the run page (GET /api/runs/{id}/usage), pasted next to an
+    ensemble's ONNX file, feeds each backbone's input its own size and normalisation and
+    says what the server's predictor says; the JavaScript and C# ones name every input."""
+    from backend.runs.usage import ModelFacts, csharp_onnx, javascript_onnx, python_onnx
+
+    train, val = subset
+    n = len(train)
+    # Both backbones concatenated: an ensemble of two inputs, 224 and 240 px.
+    two = fit_ensemble(
+        {b: embedded[b, False].embeddings[:n] for b in BACKBONES},
+        [im.label for im in train],
+        seed=0,
+        kinds=("concat",),
+    )
+    assert two.backbones == list(BACKBONES)
+    graphs = [embedded[b, False].feature_graph for b in BACKBONES]
+    pps = [embedded[b, False].preprocess for b in BACKBONES]
+    assert pps[0].input_size != pps[1].input_size
+    target = compose_ensemble_onnx(
+        [g for g in graphs if g is not None], two, pps, two.classes, tmp_path / "model.onnx"
+    )
+    classifier = OnnxClassifier(target)
+    facts = ModelFacts(classifier.labels, classifier.inputs, onnx_filename=target.name)
+    assert [name for name, _ in facts.inputs] == ["input", "input_1"]
+
+    picture = val[-1].path
+    (tmp_path / "picture.jpg").write_bytes(picture.read_bytes())
+    printed = subprocess.run(
+        [sys.executable, "-c", python_onnx(facts)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout.split()
+    label, probability = " ".join(printed[:-1]), float(printed[-1])
+    served = classifier.predict([picture])[0]
+    assert label == served["label"]
+    assert abs(probability - served["probabilities"][label]) < 0.02  # JPEG draft decoding aside
+    for code in (javascript_onnx(facts), csharp_onnx(facts)):
+        for name, pp in facts.inputs:
+            assert f'"{name}", ' in code or f'name: "{name}"' in code
+            assert str(pp.input_size) in code and str(pp.resize_size) in code

@@ -491,3 +491,67 @@ def _make_runner(
     if not fetch_cached(path, cache_dir):
         path = feature_onnx(net.model, backbone, weights, pp, cache_dir)
     return str(runtime), _cpu_runner(str(path), str(runtime), threads, precision)
+
+
+@dataclass(frozen=True)
+class Pace:
+    """What featurizing costs on this machine with one backbone, measured on a few pictures:
+    the per-picture rate a run's featurization will go at, and the pictures' embeddings."""
+
+    images_per_s: float  # decoding and running a picture, once the first batch warmed up
+    setup_s: float | None  # loading the cached graph (None: it was exported just now)
+    embeddings: np.ndarray  # of the readable pictures, in order
+    readable: list[int]  # their indexes in the pictures measured
+    preprocess: Preprocess
+    feature_graph: Path | None
+
+
+def measure_pace(
+    paths: Sequence[str | Path],
+    backbone: str,
+    *,
+    cache_dir: Path,
+    weights_dir: Path | None = None,
+    offline: bool | None = None,
+    batch_size: int = 4,
+    threads: int | None = None,
+) -> Pace:
+    """Time ``paths`` through ``backbone`` as :func:`embed_images` runs them (decoding on
+    every core, then the runtime it picks), never reading or filling the embedding cache:
+    the first batch warms up, the others are timed. The feature graph is exported (and
+    cached) if it was not yet, as a first run would."""
+    if len(paths) <= batch_size:
+        raise ValueError("measuring a pace needs more than one batch of pictures")
+    threads = threads or os.cpu_count() or 1
+    net = _Backbone(backbone, cache_dir, weights_dir, offline)
+    pp, weights = net.facts.preprocess, net.weights
+    graph = _onnx_path(cache_dir, backbone, weights, pp)
+    had_graph = fetch_cached(graph, cache_dir)
+    started = time.perf_counter()
+    _, run = _make_runner(net, backbone, weights, pp, cache_dir, "auto", "auto", threads)
+    setup_s = time.perf_counter() - started if had_graph else None
+    rows: list[np.ndarray] = []
+    readable: list[int] = []
+    timed, timed_s = 0, 0.0
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        for start in range(0, len(paths), batch_size):
+            batch = paths[start : start + batch_size]
+            began = time.perf_counter()
+            decoded = list(pool.map(lambda p: _load_or_none(p, pp), batch))
+            arrays = [a for a in decoded if a is not None]
+            readable += [start + i for i, a in enumerate(decoded) if a is not None]
+            if arrays:
+                rows.append(run(np.stack(arrays)))
+            if start:  # the first batch pays the runtime's warm-up
+                timed += len(arrays)
+                timed_s += time.perf_counter() - began
+    if not timed:
+        raise ValueError("none of the pictures could be read")
+    return Pace(
+        images_per_s=timed / timed_s,
+        setup_s=setup_s,
+        embeddings=np.concatenate(rows),
+        readable=readable,
+        preprocess=pp,
+        feature_graph=graph if fetch_cached(graph, cache_dir) else None,
+    )

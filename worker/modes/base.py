@@ -47,6 +47,7 @@ class Example:
     filename: str
     label: str
     split: str
+    label_id: int | None = None  # the label's row: a rename after training keeps its id
 
 
 class Reporter(Protocol):

@@ -4,7 +4,7 @@
 import { api } from "./api.js";
 import { confusionHeatmap, lineChart, loadPlotly } from "./charts.js";
 import { h, replace } from "./dom.js";
-import { duration, MODE_NAMES, percent, plural } from "./format.js";
+import { duration, MODE_NAMES, percent, plural, renamedWords } from "./format.js";
 import { MAX_COMPARED, runTitle } from "./runs.js";
 
 const app = document.getElementById("compare-app");
@@ -78,10 +78,17 @@ function headlineTable(runs) {
     h("p", { class: "muted small", id: "compare-verdict" }, note)), "compare-headline-card");
 }
 
+/** A run's per-label scores under the labels' names now (a label renamed since it trained). */
+function perClassNow(run) {
+  const renamed = run.renamed_labels || {};
+  return Object.fromEntries(Object.entries(run.metrics.per_class || {}).map(([name, s]) => [renamed[name] || name, s]));
+}
+
 function perClassTable(runs) {
-  const labels = [...new Set(runs.flatMap((r) => Object.keys(r.metrics.per_class || {})))];
+  const current = runs.map(perClassNow);
+  const labels = [...new Set(current.flatMap((scores) => Object.keys(scores)))];
   const body = labels.map((label) => {
-    const scores = runs.map((r) => r.metrics.per_class?.[label]);
+    const scores = current.map((c) => c[label]);
     const f1 = scores.map((s) => (s ? s.f1 : null));
     const known = f1.filter((v) => v !== null);
     const spread = known.length > 1 ? Math.max(...known) - Math.min(...known) : 0;
@@ -94,7 +101,11 @@ function perClassTable(runs) {
         : "—")),
       h("td", { class: "num spread" }, known.length > 1 ? `${(spread * 100).toFixed(1)} pts` : "—"));
   });
+  const renamed = runs.filter((r) => renamedWords(r).length).map((r) =>
+    h("li", {}, `${runTitle(r)}: ${renamedWords(r).join("; ")}`));
   return card("Per label (F1, with precision and recall)", h("div", { class: "stack" },
+    renamed.length ? h("div", { class: "muted small renamed-hint", id: "compare-renamed" },
+      "Labels renamed since some runs trained; their rows are under the names the labels have now:", h("ul", {}, renamed)) : null,
     h("p", { class: "muted small" }, `Rows where the runs differ by ${NOTABLE * 100} points of F1 or more are highlighted; the best run of such a row is in bold green.`),
     h("div", { class: "table-wrap" }, h("table", { class: "table compare-table", id: "compare-per-class" },
       h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Label"), runs.map(runHead),

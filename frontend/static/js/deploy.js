@@ -90,8 +90,10 @@ function fill(section, body, usage, run) {
     select(next);
     tabs.querySelector(`#deploy-tab-${next}`).focus();
   });
-  const facts = h("p", { class: "muted small" },
-    `Input “${usage.input_name}”: ${usage.input_size} × ${usage.input_size} RGB, shorter side resized to ${usage.resize_size} px and centre-cropped, `,
+  // Each input of the model (an ensemble has one per backbone, each prepared its own way).
+  const inputs = usage.inputs.map((i) => `“${i.name}”: ${i.input_size} × ${i.input_size} RGB, shorter side resized to ${i.resize_size} px and centre-cropped`);
+  const facts = h("p", { class: "muted small", id: "model-inputs" },
+    inputs.length > 1 ? `${inputs.length} inputs, one per backbone: ${inputs.join("; ")}; ` : `Input ${inputs[0]}, `,
     `then (x − mean) / std. Output: one probability per label, in the order ${usage.labels.map((l) => `“${l}”`).join(", ")}.`);
   replace(body, tabs, panels, facts);
 }

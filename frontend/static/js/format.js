@@ -102,3 +102,8 @@ export function stageName(stage) {
   if (!stage) return "";
   return STAGE_NAMES[stage] || stage.replaceAll("_", " ").replace(/^./, (c) => c.toUpperCase());
 }
+
+/** "Trained as “bees” — now “honey bees”" for each label renamed since the run trained. */
+export function renamedWords(run) {
+  return Object.entries(run.renamed_labels || {}).map(([trained, now]) => `trained as “${trained}” — now “${now}”`);
+}

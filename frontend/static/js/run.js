@@ -3,7 +3,7 @@
 import { api } from "./api.js";
 import { renderDashboard } from "./dashboard.js";
 import { h, replace } from "./dom.js";
-import { ACTIVE_STATUSES, duration, MODE_NAMES, plural, stageName, STATUS_NAMES } from "./format.js";
+import { ACTIVE_STATUSES, duration, MODE_NAMES, plural, renamedWords, stageName, STATUS_NAMES } from "./format.js";
 import { runTitle } from "./runs.js";
 import { closable, confirmDialog, promptDialog, toast } from "./ui.js";
 
@@ -37,6 +37,11 @@ function renderStatus(run) {
   replace(document.getElementById("run-subtitle"),
     `${MODE_NAMES[run.mode] || run.mode} · ${(run.backbones || [run.backbone]).join(" + ")}${head}`,
     run.duration_s && !ACTIVE_STATUSES.has(run.status) ? ` · ${duration(run.duration_s)}` : "");
+  // A label renamed since training: the model still answers with the name it learnt.
+  const renamed = renamedWords(run);
+  const hint = document.getElementById("run-renamed");
+  hint.hidden = !renamed.length;
+  replace(hint, renamed.length ? `Labels renamed since this run: ${renamed.join("; ")}. This model answers with the names it was trained with.` : "");
   const active = ACTIVE_STATUSES.has(run.status);
   cancelButton.hidden = !active;
   cancelButton.disabled = Boolean(run.cancel_requested);

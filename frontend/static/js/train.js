@@ -30,7 +30,11 @@ export class TrainDialog {
     this.dialog.addEventListener("click", (event) => {
       if (event.target === this.dialog || event.target.closest("[data-close]")) this.dialog.close();
     });
-    this.form.addEventListener("change", () => this.sync());
+    this.form.addEventListener("change", () => {
+      this.sync();
+      this.measureIfNeeded();
+    });
+    this.asked = new Set(); // backbones whose measurement this page asked for
     this.form.addEventListener("submit", (event) => {
       event.preventDefault();
       this.submit();
@@ -43,6 +47,7 @@ export class TrainDialog {
     this.sync();
     document.getElementById("start-training").focus();
     if (!this.loaded) await this.loadBackbones();
+    else this.measureIfNeeded();
   }
 
   async loadBackbones() {
@@ -65,9 +70,47 @@ export class TrainDialog {
       replace(document.getElementById("more-backbones-summary"), `${others.length} more ${others.length === 1 ? "backbone" : "backbones"} without weights here`);
       replace(document.querySelector("#more-backbone-table tbody"), others.map((b) => this.row(b, false)));
       this.sync();
+      this.measureIfNeeded();
     } catch (error) {
       replace(this.table, h("tr", {}, h("td", { colspan: 6, class: "notice notice-error" }, error.message)));
     }
+  }
+
+  /**
+   * Before any run has measured the chosen backbone here, a worker times it on a few of the
+   * project's pictures (once per backbone); the dialog shows "measuring…" meanwhile.
+   */
+  async measureIfNeeded() {
+    const { backbone } = this.values();
+    const known = this.estimates?.backbones?.[backbone];
+    if (!this.estimates || known?.linear_s != null || known?.measuring || this.asked.has(backbone)) {
+      this.pollWhileMeasuring();
+      return;
+    }
+    this.asked.add(backbone);
+    try {
+      await api(`/projects/${this.projectId}/estimates/measure`, { method: "POST", json: { backbone } });
+    } catch {
+      return; // too few labelled pictures, or no weights here: it stays "not measured"
+    }
+    this.estimates.backbones[backbone] = { linear_s: null, finetune_s: null, runs_measured: 0, ...known, measuring: true };
+    this.sync();
+    this.pollWhileMeasuring();
+  }
+
+  pollWhileMeasuring() {
+    clearTimeout(this.pollTimer);
+    const busy = Object.values(this.estimates?.backbones || {}).some((e) => e.measuring);
+    if (!busy || !this.dialog.open) return;
+    this.pollTimer = setTimeout(async () => {
+      try {
+        this.estimates = await api(`/projects/${this.projectId}/estimates?epochs=${this.estimates.epochs}`);
+        this.sync();
+      } catch {
+        // the next poll tries again
+      }
+      this.pollWhileMeasuring();
+    }, 1500);
   }
 
   /** Seconds this mode would take with this backbone here, or null when never measured. */
@@ -113,15 +156,23 @@ export class TrainDialog {
     document.getElementById("epochs-field").hidden = mode !== "finetune";
     const words = { linear: "Quick training", finetune: "Fine-tuning", auto: "Auto (may pick another backbone)" };
     const seconds = this.estimate(mode, backbone);
-    replace(this.summary, `${words[mode]} with ${backbone}`, seconds === null ? "" : `: about ${roughDuration(seconds)} on this server`);
+    const probed = this.estimates?.backbones?.[backbone]?.source === "measured";
+    replace(this.summary, `${words[mode]} with ${backbone}`, seconds === null ? "" : `: about ${roughDuration(seconds)} on this server`,
+      seconds !== null && probed ? h("span", { class: "muted" }, " (estimated from a short measurement)") : "");
     for (const key of ["linear", "finetune"]) {
       const value = this.estimate(key, backbone);
       replace(document.getElementById(`estimate-${key}`), value === null ? "" : `· about ${roughDuration(value)}`);
     }
     for (const cell of this.dialog.querySelectorAll(".time-here")) {
       const value = this.estimate(mode === "auto" ? "linear" : mode, cell.dataset.backbone);
-      replace(cell, value === null ? "not measured" : roughDuration(value));
-      cell.title = value === null ? "No run with this backbone has been measured on this server yet" : "From earlier runs on this server, for this project's images";
+      const known = this.estimates?.backbones?.[cell.dataset.backbone];
+      replace(cell, value !== null ? `${roughDuration(value)}${known?.source === "measured" ? " (est.)" : ""}` : known?.measuring ? "measuring…" : "not measured");
+      cell.dataset.source = value !== null ? known?.source || "" : "";
+      cell.title = value === null
+        ? (known?.measuring ? "Timing this backbone on a few of this project's pictures…" : "No run with this backbone has been measured on this server yet")
+        : known?.source === "measured"
+          ? "Estimated from a short measurement of this backbone on a few of this project's pictures, on this server"
+          : "From earlier runs on this server, for this project's images";
     }
   }
 
