@@ -66,3 +66,20 @@ def test_run_seed_beyond_32_bits_is_422_before_anything_is_queued(client, user, 
     assert response.status_code == 422
     assert "options.seed" in response.json()["detail"]
     assert client.get(url, headers=user.headers).json() == []
+
+
+def test_strings_are_not_numbers_or_booleans_but_5_0_is_5(client, user, project) -> None:  # type: ignore[no-untyped-def]
+    """Bodies are strict, so the server accepts what the schema says and nothing else."""
+
+    def token(days: object):  # type: ignore[no-untyped-def]
+        body = {"name": "ci", "expires_in_days": days}
+        return client.post("/api/auth/tokens", json=body, headers=user.headers)
+
+    as_text = token("7")
+    assert as_text.status_code == 422 and "expires_in_days" in as_text.json()["detail"]
+    as_float = token(7.0)
+    assert as_float.status_code == 201, as_float.text
+    runs = f"/api/projects/{project['id']}/runs"
+    response = client.post(runs, json={"options": {"pretrained": "0"}}, headers=user.headers)
+    assert response.status_code == 422 and "options.pretrained" in response.json()["detail"]
+    assert client.get(runs, headers=user.headers).json() == []

@@ -5,8 +5,10 @@ from __future__ import annotations
 import secrets
 
 import pytest
+from fastapi.testclient import TestClient
 
 from backend.config import DEFAULT_SECRET_KEY, Settings
+from tests.conftest import reset_caches
 
 POSTGRES = "postgresql+psycopg://autodl@db/autodl"
 
@@ -37,3 +39,21 @@ def test_production_accepts_32_random_bytes(key: str) -> None:
 
 def test_sqlite_development_runs_with_the_default_key() -> None:
     Settings(database_url="sqlite:///x.db", secret_key=DEFAULT_SECRET_KEY).check_production()
+
+
+def test_the_app_does_not_start_on_a_production_database_with_a_guessable_key(
+    tmp_path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    """The check runs when the app starts (``autodl serve`` starts it the same way), before
+    the database is touched: this one is never reachable."""
+    from backend.app import create_app
+
+    monkeypatch.setenv("AUTODL_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("AUTODL_DATABASE_URL", "postgresql+psycopg://autodl@127.0.0.1:9/autodl")
+    monkeypatch.setenv("AUTODL_SECRET_KEY", "hunter2" * 20)
+    reset_caches()
+    try:
+        with pytest.raises(RuntimeError, match="32 random bytes"), TestClient(create_app()):
+            pass
+    finally:
+        reset_caches()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
+
 
 def test_405_is_json_and_allow_lists_every_method_of_the_path(client, user) -> None:  # type: ignore[no-untyped-def]
     response = client.request("PUT", "/api/projects/1", headers=user.headers)
@@ -43,3 +46,29 @@ def test_every_error_is_documented_as_json_even_where_the_operation_streams(clie
     missing = client.get("/api/runs/999/events", headers=user.headers)
     assert missing.status_code == 404
     assert missing.headers["content-type"] == "application/json"
+
+
+def _patterns(node: object) -> Iterator[str]:
+    if isinstance(node, dict):
+        if isinstance(node.get("pattern"), str):
+            yield node["pattern"]
+        for value in node.values():
+            yield from _patterns(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _patterns(value)
+
+
+def test_every_pattern_in_the_schema_is_anchored_like_the_servers_checks(client) -> None:  # type: ignore[no-untyped-def]
+    """A JSON Schema pattern matches anywhere in the value: unanchored, the documented colour
+    would admit " #a1b2c3" and "#a1b2c3ff", which the server refuses."""
+    schema = client.get("/openapi.json").json()
+    patterns = set(_patterns(schema))
+    assert patterns
+    for pattern in patterns:
+        assert pattern.startswith("^") and pattern.endswith("$"), pattern
+    label = schema["components"]["schemas"]["LabelIn"]
+    colour = next(iter(_patterns(label["properties"]["color"])))
+    assert re.search(colour, "#a1b2c3")
+    for bad in (" #a1b2c3", "#a1b2c3ff", "x#a1b2c3"):
+        assert not re.search(colour, bad), bad

@@ -151,11 +151,13 @@ def test_a_reset_link_signs_out_everywhere_and_sets_a_new_password_once(client, 
     assert client.get("/api/projects", headers=user.headers).status_code == 401
     assert "Choose a new password" in client.get(link.json()["path"]).text
 
+    meanwhile = bearer(login(client, user.email))  # the old password works until the reset
     weak = client.post("/api/auth/reset", json={"token": secret, "password": "password"})
     assert weak.status_code == 422 and "common password" in weak.json()["detail"]
     new = "tangerine bicycle orbit"
     done = client.post("/api/auth/reset", json={"token": secret, "password": new})
     assert done.status_code == 200 and done.json()["user"]["email"] == user.email
+    assert client.get("/api/projects", headers=meanwhile).status_code == 401
     assert login(client, user.email).status_code == 401
     assert login(client, user.email, new).status_code == 200
     reused = client.post(
@@ -197,3 +199,24 @@ def test_logging_in_with_an_unknown_email_costs_what_a_wrong_password_costs(
     unknown = statistics.median(seconds("nobody@example.com") for _ in range(5))
     print(f"login: wrong password {wrong * 1000:.0f} ms, unknown email {unknown * 1000:.0f} ms")
     assert unknown > wrong / 3, (wrong, unknown)  # was 28 ms against 249 ms
+
+
+def test_open_sign_up_with_a_taken_email_costs_what_a_new_account_costs(
+    client, signup_mode, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    """With AUTODL_SIGNUP=open a taken email is a 409 (documented), but not a quicker one:
+    the password is hashed before the email is looked up."""
+    monkeypatch.delenv("AUTODL_PASSWORD_HASH_TIME_COST")
+    monkeypatch.delenv("AUTODL_PASSWORD_HASH_MEMORY_KIB")
+    signup_mode("open")
+    assert signup(client, "taken@example.com").status_code == 201
+
+    def seconds(email: str, status: int) -> float:
+        started = time.perf_counter()
+        assert signup(client, email).status_code == status
+        return time.perf_counter() - started
+
+    new = statistics.median(seconds(f"new{i}@example.com", 201) for i in range(5))
+    taken = statistics.median(seconds("taken@example.com", 409) for _ in range(5))
+    print(f"open sign-up: new email {new * 1000:.0f} ms, taken email {taken * 1000:.0f} ms")
+    assert taken > new / 3, (new, taken)

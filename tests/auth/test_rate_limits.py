@@ -89,6 +89,35 @@ def test_signups_and_tokens_are_limited(app_with) -> None:  # type: ignore[no-un
     assert_too_many(client.post("/api/auth/tokens", json=body, headers=headers), 3600)
 
 
+def test_password_resets_from_one_address_meet_429(app_with) -> None:  # type: ignore[no-untyped-def]
+    """Guessing reset links is guessing passwords: it counts with the log-ins per address."""
+    client = app_with(login="3/minute")
+    body = {"token": "adl_not-a-reset-link", "password": STRONG}
+    answers = [client.post("/api/auth/reset", json=body).status_code for _ in range(3)]
+    assert answers == [403] * 3
+    assert_too_many(client.post("/api/auth/reset", json=body), 60)
+
+
+def test_api_tokens_are_limited_per_account_and_per_address(app_with) -> None:  # type: ignore[no-untyped-def]
+    """One account from many addresses meets the account's limit; many accounts from one
+    address meet the address's limit."""
+    client = app_with(tokens="2/hour")
+    tokens = [signup(client, f"t{i}@example.com").json()["token"] for i in range(4)]
+    body = {"name": "ci", "expires_in_days": 7}
+
+    def make(token: str, address: str) -> httpx.Response:
+        elsewhere = TestClient(client.app, client=(address, 50000))
+        bearer = {"Authorization": f"Bearer {token}"}
+        return elsewhere.post("/api/auth/tokens", json=body, headers=bearer)
+
+    one_account = [make(tokens[0], f"198.51.100.{i}").status_code for i in range(2)]
+    assert one_account == [201, 201]
+    assert_too_many(make(tokens[0], "198.51.100.9"), 3600)
+    one_address = [make(tokens[i], "203.0.113.5").status_code for i in (1, 2)]
+    assert one_address == [201, 201]
+    assert_too_many(make(tokens[3], "203.0.113.5"), 3600)
+
+
 @pytest.mark.redis
 def test_every_api_process_counts_the_same_attempts_through_redis(app_with) -> None:  # type: ignore[no-untyped-def]
     store = require_redis(RATE_LIMIT_REDIS_URL)

@@ -259,6 +259,15 @@ def test_a_full_storage_quota_is_507_and_a_file_past_it_is_refused(
     assert upload([("x.png", small)], pid=theirs["id"], headers=someone.headers).status_code == 200
 
 
+def test_the_files_of_one_request_fill_the_quota_as_they_are_stored(upload, settings, monkeypatch):
+    pictures = [picture(size=(20, 20), color=(i, 0, 0)) for i in range(3)]
+    monkeypatch.setattr(settings, "quota_bytes", len(pictures[0]) + len(pictures[1]))
+    report = upload([(f"{i}.png", p) for i, p in enumerate(pictures)]).json()
+    assert [a["filename"] for a in report["accepted"]] == ["0.png", "1.png"]
+    (rejected,) = report["rejected"]
+    assert rejected["filename"] == "2.png" and "storage quota" in rejected["reason"]
+
+
 def test_one_request_decodes_at_most_its_pixel_budget(upload, settings, monkeypatch):
     monkeypatch.setattr(settings, "max_request_pixels", 2 * 40 * 30)
     report = upload([(f"{i}.png", picture(color=(i, i, i))) for i in range(3)]).json()

@@ -49,7 +49,9 @@ def test_a_revoked_session_cookie_is_no_session(client: TestClient) -> None:
 
 def test_login_never_redirects_off_site(client: TestClient) -> None:
     sign_in(client)
-    for target in ("//evil.example/x", "https://evil.example/", "/\\evil.example"):
+    # Browsers drop tabs and newlines and read "\\" as "/": each of these is //evil.example.
+    crafted = ("/\t/evil.example/x", "/\n/evil.example/x", "/\r\n\t/evil.example", "/\t\\evil.x")
+    for target in ("//evil.example/x", "https://evil.example/", "/\\evil.example", *crafted):
         response = client.get("/login", params={"next": target}, follow_redirects=False)
         assert response.headers["location"] == "/projects"
     response = client.get("/login", params={"next": "/projects/7"}, follow_redirects=False)

@@ -147,6 +147,21 @@ def test_every_entry_gets_an_answer_and_the_disk_holds_one_at_a_time(
     assert damaged.status_code == 422 and "damaged" in damaged.json()["detail"]
 
 
+def test_the_zips_of_one_prediction_request_share_one_byte_budget(
+    client: TestClient, user: ApiUser, run_id: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(get_settings(), "max_zip_total_bytes", int(2.5 * MiB))
+    first = make_zip({f"{i}.jpg": sparse_bytes(MiB, seed=i) for i in range(2)})
+    second = make_zip({f"{i}.jpg": sparse_bytes(MiB, seed=i) for i in range(2, 4)})
+    files = [("file", (f"{n}.zip", z, "application/zip")) for n, z in (("a", first), ("b", second))]
+    response = client.post(f"/api/runs/{run_id}/predict", files=files, headers=user.headers)
+    assert response.status_code == 200, response.text
+    why = {r["filename"]: r["reason"] for r in response.json()["rejected"]}
+    assert "not a picture" in why["0.jpg"] and "not a picture" in why["1.jpg"]
+    for late in ("2.jpg", "3.jpg"):  # stopped while unpacking, then before opening
+        assert "unpack to more than" in why[late], why
+
+
 def test_one_prediction_request_decodes_at_most_its_pixel_budget(
     client: TestClient,
     user: ApiUser,
