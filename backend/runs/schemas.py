@@ -208,7 +208,10 @@ class HeadReport(Contract):
 
     kind: str
     params: dict[str, Any]
-    cv_scores: dict[str, float]
+    # Cross-validated accuracy per head kind tried; null when no cross-validation was
+    # possible (a label with a single training picture): schemathesis found it as NaN,
+    # which the answer writes as null, under a schema that said number.
+    cv_scores: dict[str, float | None]
     class_counts: dict[str, int]
     class_weights: dict[str, float]
     imbalance_ratio: float

@@ -8,10 +8,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import jsonschema
 import pytest
 from fastapi.testclient import TestClient
 
 from tests.conftest import ApiUser, reset_caches
+from tests.factories import tiny_run
 from tests.runs.conftest import assert_predict_matches_stored, execute, start_run
 
 
@@ -229,3 +231,28 @@ def test_unreachable_broker_is_a_503_that_stores_nothing(
     assert "task queue (Redis) cannot be reached" in response.json()["detail"]
     listed = client.get(f"/api/projects/{project['id']}/runs", headers=user.headers).json()
     assert listed == []
+
+
+def test_a_run_whose_head_could_not_be_cross_validated_answers_what_the_schema_says(
+    client: TestClient, user: ApiUser, small_project: dict
+) -> None:
+    """A label with one training picture leaves nothing to cross-validate: the head's score
+    is NaN, which the answer writes as null (schemathesis, ST108, on the runs listing)."""
+    pid = small_project["id"]
+    client.post(f"/api/projects/{pid}/labels", json={"name": "wasps"}, headers=user.headers)
+    items = client.get(f"/api/projects/{pid}/images?limit=50", headers=user.headers).json()
+    one_each = [next(i["id"] for i in items["items"] if i["split"] == s) for s in ("train", "val")]
+    moved = {"ids": one_each, "label": "wasps"}
+    assert client.patch(f"/api/projects/{pid}/images", json=moved, headers=user.headers).is_success
+    run = start_run(client, user, small_project, **tiny_run())
+    assert execute(run["id"]) == "succeeded"
+
+    schema = client.get("/openapi.json").json()
+    listing = schema["paths"]["/api/projects/{pid}/runs"]["get"]["responses"]["200"]
+    validator = jsonschema.Draft202012Validator(
+        {**listing["content"]["application/json"]["schema"], "components": schema["components"]}
+    )
+    body = client.get(f"/api/projects/{pid}/runs", headers=user.headers).json()
+    assert body[0]["metrics"]["head"]["cv_scores"] == {"logreg": None}
+    errors = [f"{list(e.absolute_path)}: {e.message[:200]}" for e in validator.iter_errors(body)]
+    assert errors == []

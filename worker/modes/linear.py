@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from typing import TYPE_CHECKING
 
@@ -76,7 +77,8 @@ def head_report(head: TrainedHead) -> HeadReport:
     return HeadReport(
         kind=head.kind,
         params=head.params,
-        cv_scores=head.cv_scores,
+        # NaN when cross-validation was impossible: null in the contract, not a number
+        cv_scores={k: None if math.isnan(v) else v for k, v in head.cv_scores.items()},
         class_counts=head.class_counts,
         class_weights=head.class_weights,
         imbalance_ratio=head.imbalance_ratio,
