@@ -16,11 +16,13 @@ import argparse
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from xml.etree import ElementTree
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -982,6 +984,66 @@ REMOVALS: list[Removal] = [
             "tests/pages/test_routes.py::test_another_users_project_and_run_pages_are_not_found",
         ],
     ),
+    removal(
+        "ownership-images",
+        "another user's image is a 404",
+        "get_image() ignores the owner",
+        [
+            Edit(
+                "backend/images/service.py",
+                "        .where(Image.id == image_id, Project.owner_id == user.id)",
+                "        .where(Image.id == image_id)",
+            )
+        ],
+        ["tests/images/test_images_api.py::test_another_users_images_are_404"],
+    ),
+    removal(
+        "ownership-runs",
+        "another user's run is a 404",
+        "get_run() ignores the owner",
+        [
+            Edit(
+                "backend/runs/service.py",
+                "select(Run).join(Project).where(Run.id == run_id, Project.owner_id == user.id)",
+                "select(Run).join(Project).where(Run.id == run_id)",
+            )
+        ],
+        ["tests/runs/test_runs_api.py::test_another_users_run_is_not_found"],
+    ),
+    removal(
+        "cookie-flags",
+        "the session cookie is HttpOnly and SameSite=Lax",
+        "the session cookie is readable by scripts and sent cross-site",
+        [
+            Edit(
+                "backend/auth/cookies.py",
+                '        "samesite": "lax",\n',
+                '        "samesite": "none",\n',
+            ),
+            Edit(
+                "backend/auth/cookies.py",
+                "response.set_cookie(SESSION_COOKIE, token, httponly=True, **common)",
+                "response.set_cookie(SESSION_COOKIE, token, httponly=False, **common)",
+            ),
+        ],
+        [f"{T_API}::test_login_returns_a_token_and_sets_the_session_cookies"],
+    ),
+    removal(
+        "schema-cv-null",
+        "the OpenAPI schema tells the truth: a head's CV score may be null",
+        "HeadReport.cv_scores back to dict[str, float]",
+        [
+            Edit(
+                "backend/runs/schemas.py",
+                "    cv_scores: dict[str, float | None]\n",
+                "    cv_scores: dict[str, float]\n",
+            )
+        ],
+        [
+            "tests/runs/test_runs_api.py::"
+            "test_a_run_whose_head_could_not_be_cross_validated_answers_what_the_schema_says"
+        ],
+    ),
     # --- uploads, memory and disk ---
     removal(
         "spool-tmp",
@@ -1167,16 +1229,14 @@ def verify() -> list[str]:
     return problems
 
 
-def pytest_run(
-    tests: tuple[str, ...] | list[str], timeout_s: int, junit: Path | None = None
-) -> tuple[int, str, float]:
-    command = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "-rfE"]
-    if junit is not None:
-        command = [c for c in command if c != "-x"] + [f"--junitxml={junit}"]
+def pytest_run(tests: tuple[str, ...] | list[str], timeout_s: int, junit: Path) -> PytestRun:
+    """Every test runs (no -x), so each covering test's own outcome is known."""
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rfE"]
     started = time.monotonic()
+    junit.unlink(missing_ok=True)
     try:
         done = subprocess.run(
-            [*command, *tests],
+            [*command, f"--junitxml={junit}", *tests],
             cwd=REPO_ROOT,
             capture_output=True,
             text=True,
@@ -1186,7 +1246,29 @@ def pytest_run(
         code, output = done.returncode, done.stdout + done.stderr
     except subprocess.TimeoutExpired as exc:
         code, output = -1, f"timed out after {timeout_s} s\n{exc.stdout or ''}"
-    return code, output, time.monotonic() - started
+    return PytestRun(code, output, time.monotonic() - started, outcomes(junit))
+
+
+@dataclass(frozen=True)
+class PytestRun:
+    code: int
+    output: str
+    seconds: float
+    outcomes: dict[str, str]  # test id -> passed / failed / error / skipped
+
+
+def outcomes(junit: Path) -> dict[str, str]:
+    if not junit.exists():
+        return {}
+    found = {}
+    for case in ElementTree.parse(junit).iter("testcase"):
+        module = case.get("classname", "").replace(".", "/")
+        name = f"{module}.py::{case.get('name')}"
+        kinds = {child.tag for child in case}
+        found[name] = next(
+            (k for k in ("failure", "error", "skipped") if k in kinds), "passed"
+        ).replace("failure", "failed")
+    return found
 
 
 def first_failure(output: str) -> str:
@@ -1197,7 +1279,7 @@ def first_failure(output: str) -> str:
     return tail[-1][:300] if tail else ""
 
 
-def without(item: Removal, timeout_s: int) -> dict[str, object]:
+def without(item: Removal, timeout_s: int, folder: Path) -> dict[str, object]:
     originals = {edit.path: (REPO_ROOT / edit.path).read_bytes() for edit in item.edits}
     try:
         for edit in item.edits:
@@ -1205,24 +1287,22 @@ def without(item: Removal, timeout_s: int) -> dict[str, object]:
             text = path.read_text()
             assert text.count(edit.old) == 1, (item.key, edit.path)
             path.write_text(text.replace(edit.old, edit.new))
-        code, output, seconds = pytest_run(item.tests, timeout_s)
+        run = pytest_run(item.tests, timeout_s, folder / f"{item.key}.xml")
     finally:
         for path, data in originals.items():
             (REPO_ROOT / path).write_bytes(data)
-    clean = subprocess.run(
-        ["git", "diff", "--quiet", "--", *originals], cwd=REPO_ROOT, check=False
-    ).returncode
-    assert clean == 0 or _same_as_before(originals), f"{item.key}: not restored"
+    assert _same_as_before(originals), f"{item.key}: not restored"
     return {
         "key": item.key,
         "protection": item.protection,
         "what": item.what,
         "tests": list(item.tests),
-        "rc_without": code,
-        "failed_without": code == 1,
-        "first_failure": first_failure(output) if code else "",
-        "seconds": round(seconds, 1),
-        "output_tail": output[-3000:],
+        "rc_without": run.code,
+        "failed_without": run.code == 1,
+        "outcomes_without": run.outcomes,
+        "first_failure": first_failure(run.output) if run.code else "",
+        "seconds": round(run.seconds, 1),
+        "output_tail": run.output[-3000:],
     }
 
 
@@ -1230,7 +1310,47 @@ def _same_as_before(originals: dict[str, bytes]) -> bool:
     return all((REPO_ROOT / p).read_bytes() == data for p, data in originals.items())
 
 
+def table(results: Path) -> str:
+    """The Markdown table of docs/security.md from a run's JSON lines."""
+    rows = [json.loads(line) for line in results.read_text().splitlines() if line.strip()]
+    baseline = next((r for r in rows if "baseline_rc" in r), None)
+    with_outcomes: dict[str, str] = dict(baseline["outcomes"]) if baseline else {}
+    lines = [
+        "| protection | removed by | covering tests: without → with |",
+        "|---|---|---|",
+    ]
+    for row in rows:
+        if "key" not in row:
+            continue
+        cells = []
+        for test in row["tests"]:
+            without = _matching(row["outcomes_without"], test)
+            kept = _matching(with_outcomes, test)
+            short = test.removeprefix("tests/")
+            cells.append(f"`{short}`: {_words(without)} → {_words(kept)}")
+        lines.append(f"| {row['protection']} | {row['what']} | {'<br>'.join(cells)} |")
+    return "\n".join(lines)
+
+
+def _matching(found: dict[str, str], test: str) -> list[str]:
+    return [v for k, v in found.items() if k == test or k.startswith((test + "[", test + "::"))]
+
+
+def _words(outcomes: list[str]) -> str:
+    if not outcomes:
+        return "not run"
+    failed = sum(o in ("failed", "error") for o in outcomes)
+    if len(outcomes) == 1:
+        return {"failed": "**fails**", "error": "**errors**"}.get(outcomes[0], outcomes[0])
+    return f"**{failed} of {len(outcomes)} fail**" if failed else f"{len(outcomes)} passed"
+
+
+def _stop(signum: int, _: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")  # the edits are undone in ``without``
+
+
 def main() -> int:
+    signal.signal(signal.SIGTERM, _stop)
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--verify", action="store_true")
     parser.add_argument("--only", action="append", default=[], help="keys starting with this")
@@ -1238,7 +1358,11 @@ def main() -> int:
     parser.add_argument("--no-baseline", action="store_true")
     parser.add_argument("--out", type=Path, default=Path("/tmp/removal_checks.jsonl"))
     parser.add_argument("--timeout", type=int, default=900)
+    parser.add_argument("--table", type=Path, help="print the Markdown table of a run's results")
     args = parser.parse_args()
+    if args.table:
+        print(table(args.table))
+        return 0
     problems = verify()
     if problems or args.verify:
         print("\n".join(problems) or f"all {len(REMOVALS)} removals apply")
@@ -1249,27 +1373,25 @@ def main() -> int:
         if (not args.only or r.key.startswith(tuple(args.only)))
         and not r.key.startswith(tuple(args.skip or ["\0"]))
     ]
+    folder = args.out.with_suffix("")
+    folder.mkdir(parents=True, exist_ok=True)
     with args.out.open("a") as out:
         for item in chosen:
-            result = without(item, args.timeout)
+            result = without(item, args.timeout, folder)
             out.write(json.dumps(result) + "\n")
             out.flush()
             verdict = "FAILED without" if result["failed_without"] else f"rc={result['rc_without']}"
-            print(
-                f"{item.key}: {verdict} ({result['seconds']} s) {result['first_failure']}",
-                flush=True,
+            per_test = " ".join(
+                f"{v}"
+                for v in dict(result["outcomes_without"]).values()  # type: ignore[call-overload]
             )
+            print(f"{item.key}: {verdict} ({result['seconds']} s) [{per_test}]", flush=True)
         if not args.no_baseline:
             tests = sorted({t for item in chosen for t in item.tests})
-            junit = args.out.with_suffix(".baseline.xml")
-            code, output, seconds = pytest_run(tests, args.timeout * 2, junit)
-            out.write(
-                json.dumps(
-                    {"baseline_rc": code, "seconds": round(seconds, 1), "tail": output[-3000:]}
-                )
-                + "\n"
-            )
-            print(f"baseline (untouched tree): rc={code} in {seconds:.0f} s\n{output[-1500:]}")
+            run = pytest_run(tests, args.timeout * 3, folder / "baseline.xml")
+            record = {"baseline_rc": run.code, "seconds": round(run.seconds, 1)}
+            out.write(json.dumps({**record, "outcomes": run.outcomes}) + "\n")
+            print(f"baseline (untouched tree): {record}\n{run.output[-1500:]}", flush=True)
     return 0
 
 

@@ -260,7 +260,7 @@ def test_a_full_storage_quota_is_507_and_a_file_past_it_is_refused(
 
 
 def test_the_files_of_one_request_fill_the_quota_as_they_are_stored(upload, settings, monkeypatch):
-    pictures = [picture(size=(20, 20), color=(i, 0, 0)) for i in range(3)]
+    pictures = [picture("PNG", size=(20, 20), color=(80 * i, 0, 0)) for i in range(3)]
     monkeypatch.setattr(settings, "quota_bytes", len(pictures[0]) + len(pictures[1]))
     report = upload([(f"{i}.png", p) for i, p in enumerate(pictures)]).json()
     assert [a["filename"] for a in report["accepted"]] == ["0.png", "1.png"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 
 import numpy as np
@@ -108,15 +107,22 @@ def test_import_rejects_weights_of_another_model(tmp_path: Path) -> None:
 
 
 class _Payload:
-    def __reduce__(self):  # what a malicious checkpoint would run on unpickling
-        return (print, ("pwned",))
+    """What a malicious checkpoint holds: unpickling it runs code (here: creates a file)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (open, (str(self.marker), "w"))
 
 
 def test_import_never_unpickles_code(tmp_path: Path) -> None:
-    with open(tmp_path / "evil.pth", "wb") as f:
-        pickle.dump({"conv1.weight": _Payload()}, f)
+    marker = tmp_path / "pwned"
+    # A real torch checkpoint (torch.save's zip format), which torch.load can read.
+    torch.save({"conv1.weight": _Payload(marker)}, tmp_path / "evil.pth")
     with pytest.raises(InvalidWeights, match="no pickled code"):
         import_weights(tmp_path / "evil.pth", "resnet18", tmp_path / "weights")
+    assert not marker.exists(), "loading the checkpoint ran its code"
 
 
 @pytest.mark.slow
