@@ -72,7 +72,9 @@ def test_time_left_is_within_2x_of_the_real_duration_after_20_percent(
     finally:
         done.set()
         watcher.join()
-    duration = time.monotonic() - started
+    # The estimate is of the run's end, when its result is there (status succeeded); the task
+    # goes on after it with the other downloads and, on a first run, the CPU paths' check.
+    duration = next(s.at_s for s in samples if s.status == "succeeded")
 
     featurizing = [s for s in samples if s.stage == "featurizing"]
     assert featurizing, samples

@@ -49,7 +49,7 @@ BATCH = 32
 # The check on a run's images: at least this many per split to judge (fewer: not measured,
 # the run stays fp32), at most this many (spread over the split) to keep it short.
 CHECK_MIN_IMAGES = 50
-CHECK_MAX_IMAGES = 200
+CHECK_MAX_IMAGES = 120
 CALIBRATION_IMAGES = 64
 # A check another worker started this long ago and never finished is abandoned.
 CHECK_STALE_S = 15 * 60
