@@ -146,7 +146,14 @@ def _examples(images: list[Image], part: slice) -> list[Example]:
             for i, im in enumerate(chosen)]  # fmt: skip
 
 
+def _gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 @pytest.mark.slow
+@pytest.mark.skipif(_gpu(), reason="a GPU featurizes in PyTorch: no CPU path is measured")
 def test_runs_measure_once_then_featurize_training_images_with_the_choice(
     images: list[Image],
     lite0: EmbeddingResult,
