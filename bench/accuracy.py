@@ -4,13 +4,16 @@ dataset in ``../shared/datasets/``.
 For each dataset (its own train/val split; a dataset without one gets a fixed stratified
 80/20 split, said so in the output) and each bundled backbone: scikit-learn's
 ``LogisticRegression()`` with its defaults on the raw embeddings (the reference), each head
-of ours (``train_head`` with logreg, svm, mlp) and Auto (worker/ml/ensemble.py over all
-three backbones, the function the Auto mode runs). Prints one table per dataset, the mean
+of ours (``train_head`` with logreg, svm, mlp) on the embeddings at the backbone's own input
+size, and Auto (worker/ml/ensemble.py over all three backbones, the function the Auto mode
+runs, on the embeddings at ``ensemble.SCALE`` times that size, as the Auto mode makes them).
+Prints one table per dataset, the mean
 over datasets and the wall time of each mode, and writes them as markdown with the CPU
 model, date and load average.
 
 Embeddings come from ``embed_images`` with a shared cache (``--cache``), so each image is
-featurized once per backbone and view (plain and mirrored).
+featurized once per backbone and view (plain and mirrored, at the backbone's own size and
+at Auto's).
 
 Run: ``PYTHONPATH=$PWD .venv/bin/python bench/accuracy.py [--out FILE] [--featurize-only]``.
 """
@@ -48,10 +51,13 @@ class Dataset:
 
 @dataclass
 class Features:
-    """Embeddings of one dataset per backbone and view, rows in train then val order."""
+    """Embeddings of one dataset per backbone and view, rows in train then val order: at the
+    backbone's own input size (``plain``, ``flip``) and at Auto's (``auto_*``)."""
 
     plain: dict[str, np.ndarray] = field(default_factory=dict)
     flip: dict[str, np.ndarray] = field(default_factory=dict)
+    auto_plain: dict[str, np.ndarray] = field(default_factory=dict)
+    auto_flip: dict[str, np.ndarray] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -80,17 +86,27 @@ def load_dataset(folder: Path) -> Dataset:
 
 
 def featurize(ds: Dataset, cache: Path) -> Features:
+    from worker.ml.ensemble import SCALE
     from worker.ml.features import embed_images
 
     items = [(sha, path) for sha, path, _ in ds.train + ds.val]
     out = Features()
+    views = (
+        (1.0, False, out.plain),
+        (1.0, True, out.flip),
+        (SCALE, False, out.auto_plain),
+        (SCALE, True, out.auto_flip),
+    )
     for backbone in BACKBONES:
-        for hflip in (False, True):
-            result = embed_images(items, backbone, cache_dir=cache, offline=True, hflip=hflip)
-            (out.flip if hflip else out.plain)[backbone] = result.embeddings
-            out.seconds[f"{backbone}{'-flip' if hflip else ''}"] = result.seconds
+        for scale, hflip, target in views:
+            result = embed_images(
+                items, backbone, cache_dir=cache, offline=True, hflip=hflip, scale=scale
+            )
+            target[backbone] = result.embeddings
+            size = result.preprocess.input_size
+            out.seconds[f"{backbone}-{size}{'-flip' if hflip else ''}"] = result.seconds
             print(
-                f"  {ds.name} {backbone} {'flip' if hflip else 'plain'}: "
+                f"  {ds.name} {backbone} {size} px {'flip' if hflip else 'plain'}: "
                 f"{result.n_computed} computed, {result.n_cached} cached, "
                 f"{result.seconds:.1f} s",
                 flush=True,
@@ -119,14 +135,17 @@ def evaluate(ds: Dataset, feats: Features, heads: tuple[str, ...]) -> Result:
     y_train = np.array([label for _, _, label in ds.train], dtype=object)
     y_val = np.array([label for _, _, label in ds.val], dtype=object)
     valid = np.ones(len(ds.train) + len(ds.val), dtype=bool)
-    for X in (*feats.plain.values(), *feats.flip.values()):
+    every = (feats.plain, feats.flip, feats.auto_plain, feats.auto_flip)
+    for X in (X for views in every for X in views.values()):
         valid &= ~np.isnan(X).any(axis=1)  # an unreadable file (hymenoptera's GIF) is left out
     tr, va = valid[:n], valid[n:]
     y_train, y_val = y_train[tr], y_val[va]
     plain_tr = {b: X[:n][tr] for b, X in feats.plain.items()}
     plain_va = {b: X[n:][va] for b, X in feats.plain.items()}
-    flip_tr = {b: X[:n][tr] for b, X in feats.flip.items()}
-    flip_va = {b: X[n:][va] for b, X in feats.flip.items()}
+    auto_tr = {b: X[:n][tr] for b, X in feats.auto_plain.items()}
+    auto_va = {b: X[n:][va] for b, X in feats.auto_plain.items()}
+    flip_tr = {b: X[:n][tr] for b, X in feats.auto_flip.items()}
+    flip_va = {b: X[n:][va] for b, X in feats.auto_flip.items()}
     out = Result()
 
     def record(name: str, started: float, predicted: np.ndarray) -> None:
@@ -145,13 +164,13 @@ def evaluate(ds: Dataset, feats: Features, heads: tuple[str, ...]) -> Result:
             record(f"{kind} {b}", started, head.predict(plain_va[b]))
 
     started = time.perf_counter()
-    ensemble = fit_ensemble(plain_tr, list(y_train), flip_tr, seed=0, fit_all=True)
+    ensemble = fit_ensemble(auto_tr, list(y_train), flip_tr, seed=0, fit_all=True)
     classes = np.asarray(ensemble.classes, dtype=object)
-    record("auto", started, classes[ensemble.predict_proba(plain_va, flip_va).argmax(axis=1)])
+    record("auto", started, classes[ensemble.predict_proba(auto_va, flip_va).argmax(axis=1)])
     out.auto_chosen = ensemble.chosen.name
     for c in ensemble.candidates:
         members = ensemble.alternatives[c.name]
-        proba = mixture_proba(members, plain_va, flip_va if c.flip else None)
+        proba = mixture_proba(members, auto_va, flip_va if c.flip else None)
         val = float(np.mean(classes[proba.argmax(axis=1)] == y_val))
         out.auto_candidates.append((c.name, c.cv_accuracy, c.cv_log_loss, val))
     return out
@@ -181,6 +200,8 @@ def report(
     heads: tuple[str, ...],
 ) -> str:
     """The markdown tables: one per dataset, then the means and the wall times."""
+    from worker.ml.ensemble import SCALE
+
     lines: list[str] = []
     modes = ["reference", *heads]
     for ds, r in zip(datasets, results, strict=True):
@@ -230,7 +251,8 @@ def report(
     auto_s = sum(r.seconds["auto"] for r in results)
     lines += [
         f"| best single-backbone reference per dataset | {_pct(float(np.mean(best_refs)))} | |",
-        f"| **Auto** (three backbones) | **{_pct(mean('auto'))}** | {auto_s:.1f} |",
+        f"| **Auto** (three backbones at {SCALE:g}x their input size) "
+        f"| **{_pct(mean('auto'))}** | {auto_s:.1f} |",
         "",
         f"Auto minus the best single-backbone reference, mean over datasets: "
         f"{100 * (mean('auto') - float(np.mean(best_refs))):+.2f} points; per dataset: "
@@ -240,7 +262,8 @@ def report(
         )
         + ".",
         "",
-        f"Featurization (every backbone, plain and mirrored, through the cache): {feat_s:.0f} s. "
+        "Featurization (every backbone, plain and mirrored, at its own size and Auto's, "
+        f"through the cache): {feat_s:.0f} s. "
         "Wall times are for fitting and predicting only; Auto's include its cross-validation. "
         f"Load average during the run: {' / '.join(f'{x:.1f}' for x in loads)} (start / end).",
         "",

@@ -104,11 +104,12 @@ def ensemble_graphs(settings: Settings, outcome: Outcome) -> list[Path]:
     from worker.ml.features import feature_onnx
 
     graphs = []
-    for name, _, graph in outcome.ensemble_inputs or []:
+    for name, pp, graph in outcome.ensemble_inputs or []:
         if graph is None or not graph.exists():
-            model, pp, weights = create_backbone(
+            model, _, weights = create_backbone(
                 name, weights_dir=settings.weights_dir, offline=settings.hf_offline
             )
+            # At the input's own preprocessing: Auto runs backbones above their input size.
             graph = feature_onnx(model, name, weights, pp, settings.cache_dir)
         graphs.append(graph)
     return graphs

@@ -1,5 +1,6 @@
-"""Auto's combined probe on real hymenoptera embeddings of two bundled backbones: what it
-measures, what it keeps, and that its exported ONNX and TorchScript graphs compute it."""
+"""Auto's combined probe on real hymenoptera embeddings of two bundled backbones, made as
+the Auto mode makes them (at ``SCALE`` times each backbone's input size): what it measures,
+what it keeps, and that its exported ONNX and TorchScript graphs compute it."""
 
 from __future__ import annotations
 
@@ -15,13 +16,13 @@ from sklearn.linear_model import LogisticRegression
 from backend.inference.predictor import OnnxClassifier
 from tests.worker.conftest import Image
 from worker.ml.backbones import create_backbone
-from worker.ml.ensemble import Ensemble, _Space, fit_ensemble
+from worker.ml.ensemble import SCALE, Ensemble, _Space, fit_ensemble
 from worker.ml.export import (
     build_ensemble_classifier,
     compose_ensemble_onnx,
     export_torchscript,
 )
-from worker.ml.features import EmbeddingResult, embed_images
+from worker.ml.features import EmbeddingResult, embed_images, scaled
 
 BACKBONES = ("tf_efficientnet_lite0", "tf_efficientnet_lite1")
 
@@ -45,7 +46,7 @@ def embedded(
     train, val = subset
     items = [(im.sha256, im.path) for im in train + val]
     return {
-        (b, flip): embed_images(items, b, cache_dir=cache_dir, hflip=flip)
+        (b, flip): embed_images(items, b, cache_dir=cache_dir, hflip=flip, scale=SCALE)
         for b in BACKBONES
         for flip in (False, True)
     }
@@ -129,6 +130,9 @@ def test_the_exported_ensemble_computes_the_ensemble(
     classifier = OnnxClassifier(target)
     assert classifier.inputs[0][0] == "input"
     assert len(classifier.inputs) == len(used)
+    # The predictor decodes every picture at the size the ensemble was trained on.
+    assert [pp for _, pp in classifier.inputs] == pps
+    assert all(pp.input_size == 288 for pp in pps)  # lite0 224 px, lite1 240 px: x1.25
     answers = classifier.predict([im.path for im in val])
     got = np.array([[a["probabilities"][c] for c in fitted.classes] for a in answers])
     assert np.abs(got - expected).max() <= 1e-4
@@ -155,7 +159,8 @@ def test_the_run_pages_code_runs_the_whole_ensemble_as_copied(
 
     train, val = subset
     n = len(train)
-    # Both backbones concatenated: an ensemble of two inputs, 224 and 240 px.
+    # Both backbones concatenated: an ensemble of two inputs, both 288 px (Auto's 1.25x of
+    # 224 and 240 px) but resized first to 329 and 326 px (each backbone's crop fraction).
     two = fit_ensemble(
         {b: embedded[b, False].embeddings[:n] for b in BACKBONES},
         [im.label for im in train],
@@ -165,7 +170,7 @@ def test_the_run_pages_code_runs_the_whole_ensemble_as_copied(
     assert two.backbones == list(BACKBONES)
     graphs = [embedded[b, False].feature_graph for b in BACKBONES]
     pps = [embedded[b, False].preprocess for b in BACKBONES]
-    assert pps[0].input_size != pps[1].input_size
+    assert pps[0].resize_size != pps[1].resize_size
     target = compose_ensemble_onnx(
         [g for g in graphs if g is not None], two, pps, two.classes, tmp_path / "model.onnx"
     )
@@ -191,3 +196,24 @@ def test_the_run_pages_code_runs_the_whole_ensemble_as_copied(
         for name, pp in facts.inputs:
             assert f'"{name}", ' in code or f'name: "{name}"' in code
             assert str(pp.input_size) in code and str(pp.resize_size) in code
+
+
+def test_a_backbone_at_a_higher_resolution_sees_the_same_crop_at_more_pixels(
+    subset: tuple[list[Image], list[Image]],
+    embedded: dict[tuple[str, bool], EmbeddingResult],
+    cache_dir: Path,
+) -> None:
+    """lite0 (224 px of a 256 px resize) at 1.25x: 288 px of a 329 px resize, cached apart
+    from its own size, features as wide, and not the same numbers."""
+    high = embedded["tf_efficientnet_lite0", False]
+    assert (high.preprocess.input_size, high.preprocess.resize_size) == (288, 329)
+    native = embed_images(
+        [(im.sha256, im.path) for im in subset[0][:4]], "tf_efficientnet_lite0",
+        cache_dir=cache_dir,
+    )  # fmt: skip
+    assert native.preprocess.input_size == 224
+    assert scaled(native.preprocess, SCALE) == high.preprocess
+    assert scaled(native.preprocess, 1.0) == native.preprocess
+    assert native.embeddings.shape[1] == high.embeddings.shape[1]
+    assert np.abs(native.embeddings - high.embeddings[:4]).max() > 1e-2
+    assert native.feature_graph != high.feature_graph

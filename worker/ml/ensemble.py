@@ -37,6 +37,10 @@ from sklearn.model_selection import RepeatedStratifiedKFold
 
 from worker.ml.heads import Dense, TrainedHead, _two_logits
 
+# Auto embeds every picture at this multiple of each backbone's input size (same crop
+# fraction; worker.ml.features.scaled): 288 px for lite0 and lite1, 320 px for lite2.
+# Measured in docs/benchmarks.md against the backbones' own sizes on the four datasets.
+SCALE = 1.25
 C_GRID = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
 FOLDS = 5
 # Repeats shrink as data grows: the estimate is steadier and each fit slower.

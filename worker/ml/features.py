@@ -11,10 +11,12 @@ ahead of inference, and at most two batches are decoded at any time.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
 import logging
+import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -222,6 +224,17 @@ class _Backbone:
         return self._model if self._model is not None else self._build()[0]
 
 
+def scaled(pp: Preprocess, scale: float) -> Preprocess:
+    """``pp`` at ``scale`` times its input size (rounded to a multiple of 32 px, the
+    backbones' total stride) with the same crop fraction: the backbone sees the same part
+    of each picture at more pixels. Pooled features have the same width at any size."""
+    size = max(32, round(pp.input_size * scale / 32) * 32) if scale != 1.0 else pp.input_size
+    if size == pp.input_size:
+        return pp
+    crop_pct = pp.input_size / pp.resize_size
+    return dataclasses.replace(pp, input_size=size, resize_size=math.floor(size / crop_pct + 1e-6))
+
+
 def _onnx_path(cache_dir: Path, backbone: str, weights: WeightsInfo, pp: Preprocess) -> Path:
     key = cache_key(backbone, weights, pp)
     return Path(cache_dir) / "onnx" / f"{backbone.replace('/', '--')}-{key}.onnx"
@@ -332,6 +345,7 @@ def embed_images(
     pretrained: bool = True,
     precision: Precision = "f32",
     quantized_graph: Path | None = None,
+    scale: float = 1.0,
 ) -> EmbeddingResult:
     """Pooled backbone features of ``items`` ((sha256, path) pairs), cached on disk.
 
@@ -346,10 +360,15 @@ def embed_images(
     ``auto`` or ``openvino``); ``int8`` runs ONNX Runtime on ``quantized_graph`` (a copy of
     the backbone's feature graph made by ``precision.quantize_int8``). Embeddings of each
     precision (and of each int8 graph) are cached under their own key.
+    ``scale`` runs the backbone at that multiple of its own input size (:func:`scaled`),
+    with its own cache key and feature graph (not with ``quantized_graph``, made at the
+    backbone's own size).
     """
     if precision == "int8":
         if quantized_graph is None or runtime not in ("auto", "onnxruntime"):
             raise ValueError("precision 'int8' needs ONNX Runtime and a quantized_graph")
+        if scale != 1.0:
+            raise ValueError("an int8 graph runs at the backbone's own input size only")
         runtime = "onnxruntime"
     elif precision != "f32":
         if runtime not in ("auto", "openvino"):
@@ -359,6 +378,7 @@ def embed_images(
     threads = threads or os.cpu_count() or 1
     net = _Backbone(backbone, cache_dir, weights_dir, offline, pretrained)
     pp, weights = net.facts.preprocess, net.weights
+    pp = scaled(pp, scale)
     cache = embedding_cache(cache_dir, backbone, weights, pp, hflip, precision, quantized_graph)
     unique: dict[str, str | Path] = dict(items)
     vectors, todo = cache.split(unique)

@@ -1,12 +1,13 @@
 """Auto mode: combine the backbones instead of guessing one, and fine-tune only when the
 data, the hardware or the time budget make that worth it.
 
-Every backbone with weights on this machine is featurized (plain and mirrored, both
-cached); worker/ml/ensemble.py measures the ways of combining them (one backbone, averaged
-probabilities, concatenated embeddings; with and without flip test-time augmentation) by
-repeated stratified cross-validation on the training split and fits the best. A fine-tune
-of the strongest single backbone is tried when worth it and kept only if it beats the
-combined probe on validation (the split both are reported on; the choice is made there).
+Every backbone with weights on this machine is featurized at 1.25 times its own input
+size (``ensemble.SCALE``; plain and mirrored, both cached); worker/ml/ensemble.py measures
+the ways of combining them (one backbone, averaged probabilities, concatenated embeddings;
+with and without flip test-time augmentation) by repeated stratified cross-validation on
+the training split and fits the best. A fine-tune of the strongest single backbone (at its
+own input size) is tried when worth it and kept only if it beats the combined probe on
+validation (the split both are reported on; the choice is made there).
 """
 
 from __future__ import annotations
@@ -212,8 +213,11 @@ class Embedded:
 def embed_candidates(
     examples: list[Example], names: list[str], context: ModeContext, reporter: Reporter
 ) -> Embedded:
-    """Featurize (cache first) with every candidate backbone, both views; a backbone that
-    cannot be used here (no weights) is recorded with why, and the others go on."""
+    """Featurize (cache first) with every candidate backbone, both views, at ``SCALE``
+    times its input size; a backbone that cannot be used here (no weights) is recorded with
+    why, and the others go on."""
+    from worker.ml.ensemble import SCALE
+
     width = (FEATURIZE_SPAN[1] - FEATURIZE_SPAN[0]) / (2 * len(names))
     kept: dict[str, tuple[list[Example], np.ndarray, np.ndarray, EmbeddingResult]] = {}
     errors: dict[str, str] = {}
@@ -224,7 +228,7 @@ def embed_candidates(
         try:
             which = f"{name} (backbone {i + 1} of {len(names)})"
             ex, X, result = embed_examples(
-                examples, name, context, reporter, (lo, lo + width), detail=which
+                examples, name, context, reporter, (lo, lo + width), scale=SCALE, detail=which
             )
             ex_f, X_f, _ = embed_examples(
                 examples,
@@ -233,6 +237,7 @@ def embed_candidates(
                 reporter,
                 (lo + width, lo + 2 * width),
                 hflip=True,
+                scale=SCALE,
                 detail=f"{which}, mirrored",
             )
         except Cancelled:

@@ -39,12 +39,16 @@ def embed_examples(
     span: tuple[float, float] = FEATURIZE_SPAN,
     *,
     hflip: bool = False,
+    scale: float = 1.0,
     detail: str | None = None,
 ) -> tuple[list[Example], np.ndarray, EmbeddingResult]:
     """Embeddings of ``examples`` (cached ones are reused); unreadable images are dropped.
-    With ``hflip``, those of the mirrored images (cached apart). The stage is named by
-    ``detail``, the backbone by default. The training images' path is chosen once per run
-    and backbone (``context.runtimes``), so both views of one run share it."""
+    With ``hflip``, those of the mirrored images; with ``scale``, at that multiple of the
+    backbone's input size (each cached apart). The stage is named by ``detail``, the
+    backbone by default. The training images' path is chosen once per run and backbone
+    (``context.runtimes``), so both views of one run share it; a view at another scale is
+    featurized in float32 throughout (the faster paths were measured at the backbone's own
+    size, and an int8 graph exists only at that size)."""
     from worker.ml.features import embed_images
     from worker.ml.precision import FP32
 
@@ -69,9 +73,17 @@ def embed_examples(
             runtime=path.runtime if fast else "auto",  # type: ignore[arg-type]
             precision=path.precision,
             quantized_graph=path.quantized_graph,
+            scale=scale,
         )
 
     held_out = embed(held, 0, FP32)
+    if scale != 1.0:
+        fitted = embed(train, len(held), FP32)
+        reporter.items(total, total, *span, force=True)
+        result = _merged(examples, held_out, fitted)
+        failed = set(result.failed)
+        keep = [i for i, e in enumerate(examples) if e.sha256 not in failed]
+        return [examples[i] for i in keep], result.embeddings[keep], result
     choice = context.runtimes.get(backbone)
     if choice is None:
         choice = _choice(backbone, held_out, settings)
