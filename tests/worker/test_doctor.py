@@ -9,7 +9,8 @@ import pytest
 
 from tests.worker.conftest import BACKBONE, Image
 from tests.worker.planted import COPIES, flip_labels, plant_copies
-from worker.ml.doctor import NotExaminable, Picture, examine
+from worker.ml import doctor
+from worker.ml.doctor import NotExaminable, Picture, centred_unit, examine, neighbours_twice
 from worker.ml.features import EmbeddingResult, embed_images
 from worker.ml.signatures import Signature, picture_signatures
 
@@ -53,7 +54,17 @@ def test_flipped_labels_are_found_first(
     assert finding.count == len(report.label_issues)
 
 
+@pytest.fixture(params=["exact", "approximate"])
+def search(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The neighbour search both ways: exact (the all-pairs matrix) and the inverted-file
+    index that projects above doctor.EXACT_SEARCH_MAX images use (forced here)."""
+    if request.param == "approximate":
+        monkeypatch.setattr(doctor, "EXACT_SEARCH_MAX", 0)
+    return str(request.param)
+
+
 def test_planted_copies_across_splits_are_all_found_as_leakage(
+    search: str,
     images: list[Image],
     lite0: EmbeddingResult,
     signatures: list[Signature | None],
@@ -86,7 +97,7 @@ def test_planted_copies_across_splits_are_all_found_as_leakage(
 
 
 def test_the_clean_set_fits_the_backbone_and_shuffled_labels_do_not(
-    images: list[Image], lite0: EmbeddingResult, signatures: list[Signature | None]
+    search: str, images: list[Image], lite0: EmbeddingResult, signatures: list[Signature | None]
 ) -> None:
     clean = examine(pictures(images), lite0.embeddings, signatures, INPUT_SIZE)
     assert clean.domain_fit["verdict"] == "good"
@@ -166,3 +177,21 @@ def test_one_label_or_no_images_is_not_a_report(
         )
     with pytest.raises(NotExaminable, match="no images"):
         examine([], np.zeros((0, 1280)), [], INPUT_SIZE)
+
+
+def test_approximate_neighbours_are_the_exact_ones_on_real_embeddings(
+    lite0: EmbeddingResult,
+) -> None:
+    Z = centred_unit(lite0.embeddings)
+    rows = np.arange(0, len(Z), 2)
+    exact = neighbours_twice(Z, 3, rows, 10, exact_max=len(Z))
+    approx = neighbours_twice(Z, 3, rows, 10, exact_max=0)
+    own = np.arange(len(Z))
+    assert not (approx.index == own[:, None]).any()
+    assert not (approx.within_index == np.arange(len(rows))[:, None]).any()
+    best = np.einsum("ij,ij->i", Z, Z[approx.index[:, 0]])
+    assert np.allclose(approx.sims[:, 0], best, atol=1e-4)
+    assert (np.diff(approx.sims, axis=1) <= 1e-6).all()
+    # 16 of 39 cells probed: most nearest neighbours are still the true ones.
+    assert np.mean(approx.index[:, 0] == exact.index[:, 0]) >= 0.9
+    assert np.mean(approx.within_index[:, 0] == exact.within_index[:, 0]) >= 0.9

@@ -49,3 +49,39 @@ def test_trains_with_one_image_per_class_and_fold() -> None:
     X, y = np.array([[0.0, 1.0], [1.0, 0.0]]), np.array(["a", "b"])
     head = train_head(X, y, "logreg")
     assert list(head.predict(X)) == ["a", "b"]
+
+
+def test_a_large_training_set_costs_about_one_copy_of_its_features() -> None:
+    """40,000 embeddings of a 100,000-image project: the head once held three float64
+    copies of them (and a float64 copy of 80 % per CV fold of 4 x 5 fits), 2.5 GB."""
+    import tracemalloc
+
+    from worker.ml import heads
+
+    rng = np.random.default_rng(0)
+    n, dim = 12_000, 256
+    centers = rng.normal(0, 1, (4, dim)).astype(np.float32)
+    y = rng.integers(0, 4, n)
+    X = centers[y] + rng.normal(0, 2, (n, dim)).astype(np.float32)
+    tracemalloc.start()
+    try:
+        head = train_head(X, np.array([f"c{c}" for c in y]), "logreg")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 2.5 * X.nbytes, peak / X.nbytes
+    assert (head.predict(X) == np.array([f"c{c}" for c in y])).mean() > 0.9
+    assert n > heads.CV_MAX_ROWS  # C was chosen on a sample; every row was fitted
+
+
+def test_standardize_is_the_plain_formula_in_float32() -> None:
+    from worker.ml.heads import standardize
+
+    X, _ = _blobs(3, dim=300)  # more columns than one block
+    X[:, 7] = 4.0  # a constant feature stays at zero
+    Z, mean, std = standardize(X.astype(np.float32))
+    plain_std = X.std(axis=0)
+    plain_std[plain_std < 1e-12] = 1.0
+    assert Z.dtype == np.float32
+    assert np.allclose(Z, (X - X.mean(axis=0)) / plain_std, atol=1e-4)
+    assert np.allclose(mean, X.mean(axis=0)) and std[7] == 1.0 and (Z[:, 7] == 0).all()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from backend.runs.models import RunMode
@@ -89,3 +90,21 @@ def test_a_label_only_in_validation_is_named_before_any_training() -> None:
     require_trained_labels(train, [example(3, "ants", "val")])
     with pytest.raises(NotEnoughData, match=r"'wasps'.*Move some of their images"):
         require_trained_labels(train, [example(4, "wasps", "val"), example(5, "bees", "val")])
+
+
+def test_splits_are_views_of_one_array_of_embeddings() -> None:
+    """At 100,000 images each copy of the embeddings is 0.5 GB: split by slicing."""
+    from worker.modes.embeddings import by_split, split_arrays
+
+    def example(i: int, split: str) -> Example:
+        return Example(i, f"{i:064x}", Path(f"{i}.jpg"), f"{i}.jpg", "ants", split)
+
+    mixed = [example(i, ("val", "train", "test", "train")[i % 4]) for i in range(40)]
+    ordered = by_split(mixed)
+    X = np.arange(40 * 3, dtype=np.float32).reshape(40, 3)
+    for split in ("train", "val", "test"):
+        chosen, rows = split_arrays(ordered, X, split)
+        assert np.shares_memory(rows, X)
+        assert [e.split for e in chosen] == [split] * len(chosen)
+        assert [e.image_id for e in chosen] == sorted(e.image_id for e in chosen)
+        assert rows.shape == (len(chosen), 3)

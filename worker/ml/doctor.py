@@ -55,6 +55,15 @@ LOGREG_TOL = 1e-3
 FEATURE_COMPONENTS = 256
 MAX_FOLDS = 5
 NEIGHBOURS = 10
+# Nearest neighbours are searched exactly up to EXACT_SEARCH_MAX rows (the all-pairs
+# similarity matrix: quadratic, ~10 minutes of one core at 100,000 rows); above, in an
+# inverted-file index of IVF_CELLS_PER_ROOT * sqrt(n) cells, trained on IVF_TRAIN_PER_CELL
+# rows per cell, probing the IVF_PROBES cells nearest to each row.
+EXACT_SEARCH_MAX = 20_000
+IVF_CELLS_PER_ROOT = 2
+IVF_TRAIN_PER_CELL = 20
+IVF_TRAIN_ITERATIONS = 10
+IVF_PROBES = 16
 # Near duplicates: a picture's nearest neighbour (centred cosine) is a candidate from
 # CANDIDATE_COSINE up, its next two from SECOND_CANDIDATE_COSINE up, and any pair whose
 # perceptual hashes are within CANDIDATE_HASH_BITS. A candidate is confirmed by
@@ -186,9 +195,10 @@ def centred_unit(X: np.ndarray) -> np.ndarray:
 
     Pooled CNN features are non-negative, so raw cosines of unrelated photos sit high;
     centring spreads them out (docs/benchmarks.md)."""
-    Z = np.asarray(X, dtype=np.float32) - np.asarray(X, dtype=np.float32).mean(axis=0)
-    norms = np.linalg.norm(Z, axis=1, keepdims=True)
-    return Z / np.maximum(norms, 1e-12)
+    X = np.asarray(X, dtype=np.float32)
+    Z = X - X.mean(axis=0)
+    Z /= np.maximum(np.linalg.norm(Z, axis=1, keepdims=True), 1e-12)  # in place: one copy
+    return Z
 
 
 def _best(S: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -239,13 +249,21 @@ class Neighbours:
 
 
 def neighbours_twice(
-    Z: np.ndarray, k: int, rows: np.ndarray, k_within: int, block: int = 1024
+    Z: np.ndarray,
+    k: int,
+    rows: np.ndarray,
+    k_within: int,
+    block: int = 1024,
+    exact_max: int | None = None,
 ) -> Neighbours:
     """:func:`nearest_neighbours` ``(Z, k)`` and ``(Z[rows], k_within)`` from one pass over
     the similarity matrix: the duplicate search and the kNN agreement of the labelled rows
-    used to multiply two thirds of it twice (docs/benchmarks.md)."""
+    used to multiply two thirds of it twice (docs/benchmarks.md). Above ``exact_max`` rows
+    (EXACT_SEARCH_MAX) the neighbours come from :func:`approximate_neighbours` instead."""
     n, rows = len(Z), np.asarray(rows, dtype=np.int64)
     k, k_within = max(min(k, n - 1), 0), max(min(k_within, len(rows) - 1), 0)
+    if n > (EXACT_SEARCH_MAX if exact_max is None else exact_max) and k:
+        return approximate_neighbours(Z, k, rows, k_within)
     index, sims = np.zeros((n, k), np.int64), np.zeros((n, k), np.float32)
     within_index = np.zeros((len(rows), k_within), np.int64)
     within_sims = np.zeros((len(rows), k_within), np.float32)
@@ -263,6 +281,58 @@ def neighbours_twice(
             within_index[at], within_sims[at] = _best(within, k_within)
         index[chunk], sims[chunk] = _best(S, k)
     return Neighbours(index, sims, within_index, within_sims)
+
+
+def _without_self(
+    index: np.ndarray, sims: np.ndarray, own: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``k`` results of each row other than the row itself (``own``); a result
+    faiss could not fill (-1) repeats the row's best one."""
+    keep = np.argsort(index == own[:, None], axis=1, kind="stable")[:, :k]
+    index = np.take_along_axis(index, keep, axis=1)
+    sims = np.take_along_axis(sims, keep, axis=1)
+    missing = index < 0
+    if missing.any():
+        index = np.where(missing, index[:, :1], index)
+        sims = np.where(missing, sims[:, :1], sims)
+    return index, sims
+
+
+def approximate_neighbours(
+    Z: np.ndarray, k: int, rows: np.ndarray, k_within: int, seed: int = 0
+) -> Neighbours:
+    """:func:`neighbours_twice` from an inverted-file index (faiss ``IndexIVFFlat``, inner
+    product): every row is compared with the rows of the IVF_PROBES cells nearest to it,
+    about IVF_PROBES * sqrt(n) / IVF_CELLS_PER_ROOT of them, instead of all n (on 100,000
+    rows some 30 times less work than the exact search; docs/benchmarks.md). The labelled
+    rows' neighbours among themselves come from the same index, restricted to them."""
+    import faiss
+
+    n, d = Z.shape
+    Z = np.ascontiguousarray(Z, dtype=np.float32)
+    cells = max(1, int(IVF_CELLS_PER_ROOT * math.sqrt(n)))
+    quantizer = faiss.IndexFlatIP(d)
+    index = faiss.IndexIVFFlat(quantizer, d, cells, faiss.METRIC_INNER_PRODUCT)
+    index.cp.niter, index.cp.seed = IVF_TRAIN_ITERATIONS, seed
+    rng = np.random.default_rng(seed)
+    sample = np.sort(rng.choice(n, min(n, IVF_TRAIN_PER_CELL * cells), replace=False))
+    index.train(Z[sample])
+    index.add(Z)
+    index.nprobe = min(IVF_PROBES, cells)
+    sims, found = index.search(Z, k + 1)
+    nbr_index, nbr_sims = _without_self(found, sims, np.arange(n), k)
+    within_index = np.zeros((len(rows), k_within), np.int64)
+    within_sims = np.zeros((len(rows), k_within), np.float32)
+    if k_within:
+        selector = faiss.IDSelectorBatch(rows.astype(np.int64))  # alive for the search
+        params = faiss.SearchParametersIVF()
+        params.sel, params.nprobe = selector, index.nprobe
+        sims, found = index.search(Z[rows], k_within + 1, params=params)
+        position = np.full(n, -1, dtype=np.int64)
+        position[rows] = np.arange(len(rows))
+        found = np.where(found >= 0, position[np.maximum(found, 0)], -1)
+        within_index, within_sims = _without_self(found, sims, np.arange(len(rows)), k_within)
+    return Neighbours(nbr_index, nbr_sims, within_index, within_sims)
 
 
 # ---------------------------------------------------------------- near duplicates
@@ -329,11 +399,11 @@ def near_duplicate_groups(
     clock.counts["candidate_pairs"] = len(candidates)
     same = [ok for ok, _ in checked]
     confirmed = [pair for pair, ok in zip(candidates, same, strict=True) if ok]
-    unit = raw / np.maximum(np.linalg.norm(raw, axis=1, keepdims=True), 1e-12)
+    norms = np.maximum(np.linalg.norm(raw, axis=1), 1e-12)  # not a unit copy of every row
     exact = {
         (i, j)
         for i, j in confirmed
-        if float(unit[i] @ unit[j]) >= EXACT_COSINE
+        if float(raw[i] @ raw[j]) / float(norms[i] * norms[j]) >= EXACT_COSINE
         and hash_distance(signatures[i], signatures[j]) == 0
     }
     if not confirmed:
@@ -344,11 +414,13 @@ def near_duplicate_groups(
     members: dict[int, list[int]] = {}
     for i in sorted({i for pair in confirmed for i in pair}):
         members.setdefault(int(component[i]), []).append(i)
-    groups = []
-    for group in members.values():
-        inside = [(i, j) for i, j in confirmed if i in group]
-        groups.append((group, all(pair in exact for pair in inside)))
-    return groups
+    # Each group's pairs found by its component: scanning every pair for every group (with
+    # a list lookup each) was quadratic, hours for 100,000 images (docs/benchmarks.md).
+    all_exact: dict[int, bool] = {}
+    for pair in confirmed:
+        c = int(component[pair[0]])
+        all_exact[c] = all_exact.get(c, True) and pair in exact
+    return [(group, all_exact[c]) for c, group in members.items()]
 
 
 # ---------------------------------------------------------------- labels
@@ -790,7 +862,7 @@ def _examine(
             "The doctor compares labels with each other, so it needs at least 2 labels with "
             "2 or more images each."
         )
-    X = X_all[readable]
+    X = X_all if len(readable) == len(X_all) else X_all[readable]
     sigs = [s for s in (signatures[i] for i in readable) if s is not None]
     pics = [pictures[i] for i in readable]
     class_index = {name: c for c, name in enumerate(classes)}

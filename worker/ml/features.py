@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, cast
+from typing import Any, Literal, cast
 
 import numpy as np
 import torch
@@ -138,18 +138,21 @@ class EmbeddingCache:
             np.save(f, np.asarray(vector, dtype=np.float32))
         share_cached(self._path(sha), self.root)
 
-    def split(
-        self, items: dict[str, str | Path]
-    ) -> tuple[dict[str, np.ndarray], list[tuple[str, str | Path]]]:
-        """(vectors found in the cache, the items still to featurize)."""
-        found: dict[str, np.ndarray] = {}
+    def fill(
+        self, items: dict[str, str | Path], out: np.ndarray, rows: dict[str, list[int]]
+    ) -> tuple[set[str], list[tuple[str, str | Path]]]:
+        """Write the cached vectors of ``items`` into their ``rows`` of ``out``; returns (the
+        images found, the items still to featurize). Nothing per image is kept besides the
+        output array: 100,000 vectors held apart as well doubled a run's memory."""
+        found: set[str] = set()
         missing: list[tuple[str, str | Path]] = []
         for sha, path in items.items():
             vector = self.get(sha)
-            if vector is None:
+            if vector is None or vector.shape != out.shape[1:]:
                 missing.append((sha, path))
             else:
-                found[sha] = vector
+                out[rows[sha]] = vector
+                found.add(sha)
         return found, missing
 
 
@@ -282,7 +285,28 @@ def _cpu_runner(path: str, runtime: str, threads: int, precision: Precision = "f
     # Spinning workers would steal the cores the decode threads need between batches.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-    return lambda x: np.asarray(session.run(None, {"input": x})[0], dtype=np.float32)
+    return _OrtRunner(session)
+
+
+class _OrtRunner:
+    """An ONNX Runtime session as a Runner, whose memory arena can be handed back."""
+
+    def __init__(self, session: object) -> None:
+        self.session: Any = session
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(self.session.run(None, {"input": x})[0], dtype=np.float32)
+
+    def release(self, sample: np.ndarray) -> None:
+        """Free the arena's unused blocks (~250 MB after batches of 32 at 224 px: the
+        worker keeps the session for the next run, but a run that goes on to train a head
+        on 100,000 embeddings needs that memory; docs/benchmarks.md). The next batch
+        grows it again."""
+        import onnxruntime as ort
+
+        shrink = ort.RunOptions()
+        shrink.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+        self.session.run(None, {"input": sample[:1]}, shrink)
 
 
 @functools.cache
@@ -328,6 +352,18 @@ def _load_or_none(path: str | Path, pp: Preprocess) -> np.ndarray | None:
         return None
 
 
+def feature_width(
+    backbone: str,
+    *,
+    cache_dir: Path,
+    weights_dir: Path | None = None,
+    offline: bool | None = None,
+    pretrained: bool = True,
+) -> int:
+    """Columns of ``backbone``'s embeddings (remembered per weights digest once known)."""
+    return _Backbone(backbone, cache_dir, weights_dir, offline, pretrained).facts.num_features
+
+
 def embed_images(
     items: Sequence[tuple[str, str | Path]],
     backbone: str,
@@ -346,6 +382,7 @@ def embed_images(
     precision: Precision = "f32",
     quantized_graph: Path | None = None,
     scale: float = 1.0,
+    out: np.ndarray | None = None,
 ) -> EmbeddingResult:
     """Pooled backbone features of ``items`` ((sha256, path) pairs), cached on disk.
 
@@ -363,6 +400,9 @@ def embed_images(
     ``scale`` runs the backbone at that multiple of its own input size (:func:`scaled`),
     with its own cache key and feature graph (not with ``quantized_graph``, made at the
     backbone's own size).
+    ``out``, when given (float32, one row per item, :func:`feature_width` columns), is
+    filled and returned as the embeddings: a caller assembling one array of several calls
+    then holds no second copy.
     """
     if precision == "int8":
         if quantized_graph is None or runtime not in ("auto", "onnxruntime"):
@@ -381,15 +421,27 @@ def embed_images(
     pp = scaled(pp, scale)
     cache = embedding_cache(cache_dir, backbone, weights, pp, hflip, precision, quantized_graph)
     unique: dict[str, str | Path] = dict(items)
-    vectors, todo = cache.split(unique)
-    n_cached = len(vectors)
+    rows: dict[str, list[int]] = {}
+    for row, (sha, _) in enumerate(items):
+        rows.setdefault(sha, []).append(row)
+    # The only per-image memory: rows are filled as they are read or computed.
+    shape = (len(items), net.facts.num_features)
+    if out is None:
+        embeddings = np.full(shape, np.nan, dtype=np.float32)
+    elif out.shape != shape or out.dtype != np.float32:
+        raise ValueError(f"out must be a float32 array of shape {shape}, not {out.shape}")
+    else:
+        embeddings = out
+        embeddings.fill(np.nan)
+    found, todo = cache.fill(unique, embeddings, rows)
+    n_cached = len(found)
     if progress:
         progress(n_cached, len(unique))
 
     failed: list[str] = []
     used = ""
     if todo:
-        used, run = _make_runner(
+        used, runner = _make_runner(
             net,
             backbone,
             weights,
@@ -401,16 +453,17 @@ def embed_images(
             precision,
             quantized_graph,
         )
-        if hflip:
-            run = _mirrored(run)
+        run = _mirrored(runner) if hflip else runner
         count = _Counted(progress, done=n_cached, total=len(unique))
-        failed = _featurize(todo, run, pp, cache, vectors, batch_size, threads, count, should_stop)
+        try:
+            failed = _featurize(
+                todo, run, pp, cache, embeddings, rows, batch_size, threads, count, should_stop
+            )
+        finally:
+            if isinstance(runner, _OrtRunner):
+                size = pp.input_size
+                runner.release(np.zeros((1, 3, size, size), dtype=np.float32))
 
-    dim = next(iter(vectors.values())).shape[0] if vectors else net.facts.num_features
-    embeddings = np.full((len(items), dim), np.nan, dtype=np.float32)
-    for row, (sha, _) in enumerate(items):
-        if sha in vectors:
-            embeddings[row] = vectors[sha]
     graph = _onnx_path(cache_dir, backbone, weights, pp)
     return EmbeddingResult(
         embeddings=embeddings,
@@ -445,14 +498,16 @@ def _featurize(
     run: Runner,
     pp: Preprocess,
     cache: EmbeddingCache,
-    vectors: dict[str, np.ndarray],
+    out: np.ndarray,
+    rows: dict[str, list[int]],
     batch_size: int,
     threads: int,
     count: _Counted,
     should_stop: Callable[[], bool] | None,
 ) -> list[str]:
     """Decode and run ``todo`` batch by batch, decoding the next batch while this one runs;
-    new vectors go to ``vectors`` and the cache. Returns the images that could not be read."""
+    new vectors go to their ``rows`` of ``out`` and to the cache. Returns the images that
+    could not be read."""
     batches = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
     failed: list[str] = []
     # Decode with every core: inference and decoding overlap and share them.
@@ -475,7 +530,7 @@ def _featurize(
             if ok:
                 for (sha, _), vector in zip(ok, run(np.stack([a for _, a in ok])), strict=True):
                     cache.put(sha, vector)
-                    vectors[sha] = vector
+                    out[rows[sha]] = vector
             count.add(len(batch))
     return failed
 

@@ -30,6 +30,12 @@ MLP_EPOCHS = 150
 MLP_LR = 3e-3
 CV_SCORING = "balanced_accuracy"
 MAX_FOLDS = 5
+# Hyper-parameters are chosen on at most this many rows (a stratified sample); the chosen
+# head is then fitted on every row. On 40,000 rows the full grid search was 20 fits of the
+# whole set and a float64 copy of 80 % of it per fold (docs/benchmarks.md, "A 100,000-image
+# project"); a few thousand rows choose C as well.
+CV_MAX_ROWS = 5_000
+PREDICT_BLOCK = 8_192  # rows per block of predict_proba (float64 temporaries stay small)
 
 
 @dataclass
@@ -55,13 +61,16 @@ class TrainedHead:
     imbalance_ratio: float = field(default=1.0)
 
     def logits(self, X: np.ndarray) -> np.ndarray:
-        """Logits (N, C) in float64."""
-        h = np.asarray(X, dtype=np.float64)
-        for layer in self.layers:
-            h = h @ layer.weight.T + layer.bias
-            if layer.relu:
-                h = np.maximum(h, 0.0)
-        return h
+        """Logits (N, C) in float64, computed PREDICT_BLOCK rows at a time."""
+        out = np.empty((len(X), self.layers[-1].weight.shape[0]), dtype=np.float64)
+        for start in range(0, len(X), PREDICT_BLOCK):
+            h = np.asarray(X[start : start + PREDICT_BLOCK], dtype=np.float64)
+            for layer in self.layers:
+                h = h @ layer.weight.T + layer.bias
+                if layer.relu:
+                    h = np.maximum(h, 0.0)
+            out[start : start + len(h)] = h
+        return out
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """Class probabilities (N, C), columns in the order of ``classes``."""
@@ -124,16 +133,32 @@ def _select(
     y: np.ndarray,
     cv: StratifiedKFold | None,
 ) -> tuple[float, dict[str, float], float]:
-    """Pick the grid value with the best CV score (ties go to the earlier, simpler value)."""
+    """Pick the grid value with the best CV score (ties go to the earlier, simpler value),
+    cross-validated on at most CV_MAX_ROWS rows (a stratified sample)."""
     if cv is None:
         value = grid[len(grid) // 2]
         return value, {}, float("nan")
+    if len(y) > CV_MAX_ROWS:
+        rows = cv_sample(y, CV_MAX_ROWS, seed=int(cv.random_state or 0))
+        Z, y = Z[rows], y[rows]
     scores = {
         str(v): float(np.mean(cross_val_score(make(v), Z, y, cv=cv, scoring=CV_SCORING)))
         for v in grid
     }
     best = max(grid, key=lambda v: scores[str(v)])
     return best, scores, scores[str(best)]
+
+
+def cv_sample(y: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
+    """Sorted indices of a stratified sample of ``n`` rows of ``y`` (every class keeps at
+    least MAX_FOLDS rows where it has them, so the folds stay possible)."""
+    rng = np.random.default_rng(seed)
+    counts = np.bincount(y)
+    take = np.maximum(np.minimum(counts, MAX_FOLDS), np.round(counts * n / len(y)).astype(int))
+    picked = [
+        rng.choice(np.flatnonzero(y == c), int(k), replace=False) for c, k in enumerate(take) if k
+    ]
+    return np.sort(np.concatenate(picked))
 
 
 def _fit_logreg(
@@ -251,6 +276,25 @@ def _fit_mlp(
     return _Fit(model.layers(), params, score)
 
 
+def standardize(X: np.ndarray, block: int = 2048) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(Z, mean, std)``: ``Z = (X - mean) / std`` in float32 (what the heads fit on; the
+    statistics in float64), made ``block`` rows at a time into one new array.
+    ``(X - mean) / std`` in float64 held three copies of X at its peak: 1.2 GB at 40,000
+    embeddings (docs/benchmarks.md, "A 100,000-image project"). Constant features get
+    std 1, so they stay at zero."""
+    X = np.asarray(X)
+    mean = X.mean(axis=0, dtype=np.float64)
+    squares = np.zeros(X.shape[1])
+    for start in range(0, len(X), block):
+        squares += ((X[start : start + block] - mean) ** 2).sum(axis=0)
+    std = np.sqrt(squares / max(len(X), 1))
+    std[std < 1e-12] = 1.0
+    Z = np.empty(X.shape, dtype=np.float32)
+    for start in range(0, len(X), block):
+        Z[start : start + block] = (X[start : start + block] - mean) / std
+    return Z, mean, std
+
+
 def train_head(
     X: np.ndarray,
     y: Sequence[Any] | np.ndarray,
@@ -266,7 +310,6 @@ def train_head(
     """
     if kind not in (*KINDS, "auto"):
         raise ValueError(f"unknown head kind {kind!r}; expected one of {(*KINDS, 'auto')}")
-    X = np.asarray(X, dtype=np.float64)
     classes, y_idx = np.unique(np.asarray(y, dtype=object), return_inverse=True)
     if len(classes) < 2:
         raise ValueError("train_head needs at least 2 classes")
@@ -278,10 +321,7 @@ def train_head(
         weights = np.ones(len(classes))
         cw = None
 
-    mean = X.mean(axis=0)
-    std = X.std(axis=0)
-    std[std < 1e-12] = 1.0  # constant features: leave them at zero after centring
-    Z = (X - mean) / std
+    Z, mean, std = standardize(X)
     cv = _cv(y_idx, seed)
 
     fitters: dict[str, Callable[[], _Fit]] = {

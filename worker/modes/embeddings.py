@@ -49,7 +49,7 @@ def embed_examples(
     (``context.runtimes``), so both views of one run share it; a view at another scale is
     featurized in float32 throughout (the faster paths were measured at the backbone's own
     size, and an int8 graph exists only at that size)."""
-    from worker.ml.features import embed_images
+    from worker.ml.features import embed_images, feature_width
     from worker.ml.precision import FP32
 
     settings = context.settings
@@ -57,6 +57,19 @@ def embed_examples(
     reporter.stage("featurizing", span[0], images_total=total, detail=detail or backbone)
     held = [e for e in examples if e.split != "train"]
     train = [e for e in examples if e.split == "train"]
+
+    # Held-out images first in ``examples`` (as ``by_split`` orders them): both parts are
+    # written straight into one array, else stacked from the two.
+    X: np.ndarray | None = None
+    if examples and all(e.split != "train" for e in examples[: len(held)]):
+        width = feature_width(
+            backbone,
+            cache_dir=settings.cache_dir,
+            weights_dir=settings.weights_dir,
+            offline=settings.hf_offline,
+            pretrained=context.pretrained,
+        )
+        X = np.empty((total, width), dtype=np.float32)
 
     def embed(part: list[Example], before: int, path: FeaturePath) -> EmbeddingResult:
         fast = path.runtime == "openvino" or path.precision != "f32"
@@ -74,16 +87,14 @@ def embed_examples(
             precision=path.precision,
             quantized_graph=path.quantized_graph,
             scale=scale,
+            out=None if X is None else X[before : before + len(part)],
         )
 
     held_out = embed(held, 0, FP32)
     if scale != 1.0:
         fitted = embed(train, len(held), FP32)
         reporter.items(total, total, *span, force=True)
-        result = _merged(examples, held_out, fitted)
-        failed = set(result.failed)
-        keep = [i for i, e in enumerate(examples) if e.sha256 not in failed]
-        return [examples[i] for i in keep], result.embeddings[keep], result
+        return _readable(examples, _merged(examples, held_out, fitted, X))
     choice = context.runtimes.get(backbone)
     if choice is None:
         choice = _choice(backbone, held_out, settings)
@@ -94,25 +105,41 @@ def embed_examples(
     if choice is None:
         choice = _check(backbone, context, held, train, held_out, hflip)
     context.runtimes.setdefault(backbone, choice)
-    result = _merged(examples, held_out, fitted)
+    return _readable(examples, _merged(examples, held_out, fitted, X))
+
+
+def _readable(
+    examples: list[Example], result: EmbeddingResult
+) -> tuple[list[Example], np.ndarray, EmbeddingResult]:
+    """The examples that could be read, their rows and the result."""
+    if not result.failed:  # no copy of the (n, d) array: at 100,000 images it is 0.5 GB
+        return list(examples), result.embeddings, result
     failed = set(result.failed)
     keep = [i for i, e in enumerate(examples) if e.sha256 not in failed]
     return [examples[i] for i in keep], result.embeddings[keep], result
 
 
 def _merged(
-    examples: list[Example], held_out: EmbeddingResult, fitted: EmbeddingResult
+    examples: list[Example],
+    held_out: EmbeddingResult,
+    fitted: EmbeddingResult,
+    together: np.ndarray | None = None,
 ) -> EmbeddingResult:
-    """One result in ``examples`` order from the held-out and the training images' ones."""
-    rows = {}
-    for result, part in ((held_out, "held"), (fitted, "train")):
-        chosen = [e for e in examples if (e.split == "train") == (part == "train")]
-        rows.update({e.sha256: row for e, row in zip(chosen, result.embeddings, strict=True)})
+    """One result in ``examples`` order from the held-out and the training images' ones;
+    ``together``: the array both were written into (held-out rows first)."""
+    if together is not None:
+        embeddings = together
+    elif examples:
+        rows = {}
+        for result, part in ((held_out, "held"), (fitted, "train")):
+            chosen = [e for e in examples if (e.split == "train") == (part == "train")]
+            rows.update({e.sha256: r for e, r in zip(chosen, result.embeddings, strict=True)})
+        embeddings = np.stack([rows[e.sha256] for e in examples]).astype(np.float32, copy=False)
+    else:
+        embeddings = held_out.embeddings
     return dataclasses.replace(
         fitted,
-        embeddings=np.stack([rows[e.sha256] for e in examples]).astype(np.float32)
-        if examples
-        else held_out.embeddings,
+        embeddings=embeddings,
         n_computed=held_out.n_computed + fitted.n_computed,
         n_cached=held_out.n_cached + fitted.n_cached,
         seconds=held_out.seconds + fitted.seconds,
@@ -232,10 +259,22 @@ def runtimes_used(context: ModeContext) -> dict[str, RuntimeUsed]:
     }
 
 
+def by_split(examples: list[Example]) -> list[Example]:
+    """``examples`` grouped by split (val, test, any other, then train), each split in its
+    own order: embedded in this order, every split's rows are one slice (a view, no copy),
+    and the held-out and training parts are written into one array."""
+    rank = {"val": 0, "test": 1, "train": 3}
+    return sorted(examples, key=lambda e: rank.get(e.split, 2))
+
+
 def split_arrays(
     examples: list[Example], X: np.ndarray, split: str
 ) -> tuple[list[Example], np.ndarray]:
+    """The examples of ``split`` and their rows of ``X``: a view of ``X`` when they are
+    contiguous (see :func:`by_split`), else a copy."""
     idx = [i for i, e in enumerate(examples) if e.split == split]
+    if idx and idx[-1] - idx[0] + 1 == len(idx):
+        return examples[idx[0] : idx[-1] + 1], X[idx[0] : idx[-1] + 1]
     return [examples[i] for i in idx], X[idx]
 
 
@@ -286,9 +325,14 @@ def embed_splits(
     reporter: Reporter,
     span: tuple[float, float] = FEATURIZE_SPAN,
 ) -> EmbeddedSplits:
-    """Featurize (cache first) and split; every validated label must also be trained on."""
+    """Featurize (cache first) and split; every validated label must also be trained on.
+    The splits' arrays are views of one (n, d) array of embeddings, the only one held."""
     started = time.perf_counter()
-    kept, X, embedded = embed_examples(examples, context.backbone, context, reporter, span)
+    kept, X, embedded = embed_examples(
+        by_split(examples), context.backbone, context, reporter, span
+    )
+    if X is not embedded.embeddings:  # some were unreadable: keep only the readable rows
+        embedded = dataclasses.replace(embedded, embeddings=X)
     featurize_s = time.perf_counter() - started
     train, X_train = split_arrays(kept, X, "train")
     val, X_val = split_arrays(kept, X, "val")
