@@ -132,7 +132,6 @@ def test_the_exported_ensemble_computes_the_ensemble(
     assert len(classifier.inputs) == len(used)
     # The predictor decodes every picture at the size the ensemble was trained on.
     assert [pp for _, pp in classifier.inputs] == pps
-    assert all(pp.input_size == 288 for pp in pps)  # lite0 224 px, lite1 240 px: x1.25
     answers = classifier.predict([im.path for im in val])
     got = np.array([[a["probabilities"][c] for c in fitted.classes] for a in answers])
     assert np.abs(got - expected).max() <= 1e-4
@@ -159,8 +158,8 @@ def test_the_run_pages_code_runs_the_whole_ensemble_as_copied(
 
     train, val = subset
     n = len(train)
-    # Both backbones concatenated: an ensemble of two inputs, both 288 px (Auto's 1.25x of
-    # 224 and 240 px) but resized first to 329 and 326 px (each backbone's crop fraction).
+    # Both backbones concatenated: an ensemble of two inputs of their own sizes (224 px of a
+    # 256 px resize and 240 px of 272 px).
     two = fit_ensemble(
         {b: embedded[b, False].embeddings[:n] for b in BACKBONES},
         [im.label for im in train],
@@ -205,14 +204,12 @@ def test_a_backbone_at_a_higher_resolution_sees_the_same_crop_at_more_pixels(
 ) -> None:
     """lite0 (224 px of a 256 px resize) at 1.25x: 288 px of a 329 px resize, cached apart
     from its own size, features as wide, and not the same numbers."""
-    high = embedded["tf_efficientnet_lite0", False]
+    items = [(im.sha256, im.path) for im in subset[0][:4]]
+    high = embed_images(items, "tf_efficientnet_lite0", cache_dir=cache_dir, scale=1.25)
     assert (high.preprocess.input_size, high.preprocess.resize_size) == (288, 329)
-    native = embed_images(
-        [(im.sha256, im.path) for im in subset[0][:4]], "tf_efficientnet_lite0",
-        cache_dir=cache_dir,
-    )  # fmt: skip
+    native = embed_images(items, "tf_efficientnet_lite0", cache_dir=cache_dir)
     assert native.preprocess.input_size == 224
-    assert scaled(native.preprocess, SCALE) == high.preprocess
+    assert scaled(native.preprocess, 1.25) == high.preprocess
     assert scaled(native.preprocess, 1.0) == native.preprocess
     assert native.embeddings.shape[1] == high.embeddings.shape[1]
     assert np.abs(native.embeddings - high.embeddings[:4]).max() > 1e-2

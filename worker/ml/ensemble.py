@@ -38,9 +38,11 @@ from sklearn.model_selection import RepeatedStratifiedKFold
 from worker.ml.heads import Dense, TrainedHead, _two_logits
 
 # Auto embeds every picture at this multiple of each backbone's input size (same crop
-# fraction; worker.ml.features.scaled): 288 px for lite0 and lite1, 320 px for lite2.
-# Measured in docs/benchmarks.md against the backbones' own sizes on the four datasets.
-SCALE = 1.25
+# fraction; worker.ml.features.scaled). 1.25x (288/288/320 px) was measured against the
+# backbones' own sizes (docs/benchmarks.md): +5 and +2 pictures on dtd and hymenoptera,
+# -1, -2 and about -30 on pbc_blood_cells, rsscn7 and bench/auto_time.py's 1,500 pictures,
+# for 1.3-1.5x the featurization: no general gain, so Auto stays at the own size.
+SCALE = 1.0
 C_GRID = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
 FOLDS = 5
 # Repeats shrink as data grows: the estimate is steadier and each fit slower.

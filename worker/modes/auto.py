@@ -1,8 +1,8 @@
 """Auto mode: combine the backbones instead of guessing one, and fine-tune only when the
 data, the hardware or the time budget make that worth it.
 
-Every backbone with weights on this machine is featurized at 1.25 times its own input
-size (``ensemble.SCALE``; plain and mirrored, both cached); worker/ml/ensemble.py measures
+Every backbone with weights on this machine is featurized at ``ensemble.SCALE`` times its
+own input size (plain and mirrored, both cached); worker/ml/ensemble.py measures
 the ways of combining them (one backbone, averaged probabilities, concatenated embeddings;
 with and without flip test-time augmentation) by repeated stratified cross-validation on
 the training split and fits the best. A fine-tune of the strongest single backbone (at its
