@@ -115,7 +115,8 @@ def test_composed_onnx_appends_the_head_to_the_cached_feature_graph(
 ) -> None:
     train = [i for i, im in enumerate(images) if im.split == "train"]
     head = train_head(lite0.embeddings[train], [images[i].label for i in train], kind)
-    (features,) = (cache_dir / "onnx").glob(f"{BACKBONE}-*.onnx")
+    assert lite0.feature_graph is not None
+    features = Path(lite0.feature_graph)  # the fp32 graph (an int8 copy may lie beside it)
     out = compose_classifier_onnx(
         features, head, lite0.preprocess, head.classes, tmp_path / "model.onnx"
     )
