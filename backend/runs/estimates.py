@@ -19,13 +19,14 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from backend.config import get_settings
-from backend.errors import Conflict, NotFound, ServiceUnavailable
+from backend.errors import Conflict, NotFound
 from backend.health.models import HealthReport
 from backend.images.models import Image
 from backend.projects.models import Project
 from backend.queue import broker_redis, enqueue_pace
 from backend.runs.models import Run, RunMode, RunStatus
 from backend.runs.schemas import EstimateOut, EstimatesOut, MeasureOut
+from backend.runs.service import BrokerUnavailable
 from backend.runs.zoo import ZOO, weights_availability
 
 log = logging.getLogger(__name__)
@@ -45,10 +46,6 @@ class NothingToMeasure(Conflict):
         f"Measuring needs at least {MEASURE_MIN_IMAGES} labelled pictures of 2 labels or more; "
         "label some first."
     )
-
-
-class QueueUnreachable(ServiceUnavailable):
-    detail = "The task queue (Redis) cannot be reached, so nothing can be measured now."
 
 
 class UnknownBackbone(NotFound):
@@ -120,7 +117,9 @@ def request_measurement(session: Session, project: Project, backbone: str) -> Me
                     raise
         except Exception as exc:
             log.warning("could not ask for a pace measurement: %s", exc)
-            raise QueueUnreachable() from exc
+            raise BrokerUnavailable(
+                "The task queue (Redis) cannot be reached, so nothing can be measured now."
+            ) from exc
     return MeasureOut(backbone=backbone, status="measuring")
 
 
